@@ -1,0 +1,30 @@
+# Two entry points: `make book` (execute notebooks + build the book) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+export MPLBACKEND := Agg
+
+.PHONY: book test env notebooks html benchmarks clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
+	touch $@
+
+test: env
+	$(BIN)/python -m pytest
+
+book: env
+	$(BIN)/python -m rplib.book execute --profile $(PROFILE)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+
+benchmarks: env
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf _build
