@@ -1,4 +1,4 @@
-"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` runs one config."""
+"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config."""
 
 from __future__ import annotations
 
@@ -27,6 +27,44 @@ def _densities(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import RunConfig
+    from .train import run
+
+    data = {}
+    if args.config:
+        with open(args.config) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{args.config}: a YAML mapping of config sections was expected")
+    cfg = RunConfig.from_dict(data)
+    changes = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise ValueError(f"--set takes PATH=VALUE (e.g. sparsity.density=0.1), got {item!r}")
+        path, value = item.split("=", 1)
+        changes[path.strip()] = _parse_value(value)
+    if changes:
+        cfg = cfg.with_(changes)
+    result = run(cfg, root=args.root, progress=None if not args.quiet else False)
+    m = result.metrics
+    print(f"{cfg.model.name} on {cfg.data.name}, {cfg.sparsity.method} density {m['density']:.4f}"
+          f"{' + DST ' + cfg.dst.drop + '/' + cfg.dst.grow if cfg.dst.enabled else ''}, seed {cfg.seed}: "
+          f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}  ->  {result.path}")
+    if args.json:
+        json.dump(m, sys.stdout, indent=1)
+        print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sparsity import DATA_SCHEMES, SCHEMES
 
@@ -41,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(func=_densities)
+    t = sub.add_parser("train", help="train one configuration (cached in the run store)",
+                       description="Train one RunConfig. Fields come from --config (YAML with sections data, model, "
+                                   "sparsity, dst, optim, eval, seed, device) and --set PATH=VALUE overrides, e.g. "
+                                   "--set model.name=cnn1d --set sparsity.method=random --set sparsity.density=0.1")
+    t.add_argument("--config", help="YAML file with a (partial) RunConfig")
+    t.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
+    t.add_argument("--root", default=None, help="run store (default: $RPLIB_RUNS or ./runs)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
+    t.set_defaults(func=_train)
     return p
 
 

@@ -1,0 +1,377 @@
+"""One run: data + model + sparsity (+ DST) -> trained network and metrics, cached in the run store.
+
+:func:`run` trains only when the store has no finished result for the config's hash; an
+unfinished run directory is resumed from its last epoch checkpoint and ends with exactly the
+metrics of an uninterrupted run on CPU (every epoch's randomness derives from ``(seed, epoch)``).
+The test set is evaluated once, after the final epoch; nothing is selected on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data as rdata
+from . import evaluate as revaluate
+from .config import RunConfig
+from .dst import DynamicSparsity
+from .models import build, prunable_parameters
+from .pruning import magnitude_scores, mask_from_scores, score
+from .sparsity import Mask, layerwise_densities, random_mask
+from .store import RunDir, atomic_torch_save, atomic_write_json, default_root, read_json
+
+__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops"]
+
+
+@dataclass
+class Result:
+    """A finished run: its config, final metrics, per-epoch history and directory."""
+
+    config: RunConfig
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    path: Path
+
+    @classmethod
+    def load(cls, rd: RunDir) -> Result:
+        return cls(RunConfig.from_dict(read_json(rd.config)), read_json(rd.metrics), read_json(rd.history), rd.path)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but no CUDA GPU is available; use device 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _rng(seed: int, *salt: int) -> torch.Generator:
+    """A private generator for one purpose of one run: ``seed`` mixed with ``salt`` (epoch, purpose...)."""
+    digest = hashlib.sha256(repr((seed, *salt)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+# --------------------------------------------------------------------------- FLOPs and parameters
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, in_shape: Sequence[int], mask: Mask | None, device: torch.device) -> dict[str, int]:
+    """Multiply-accumulates of one forward pass through Conv/Linear layers, dense and with ``mask``.
+
+    A layer's MACs are (weights) x (output positions); the sparse count uses the kept weights.
+    """
+    macs: dict[str, int] = {}
+    names = {mod: f"{n}.weight" for n, mod in model.named_modules()}
+    prunable = prunable_parameters(model)
+
+    def hook(mod, inp, out):
+        positions = out[0].numel() // out.shape[1] if out.dim() > 2 else 1
+        macs[names[mod]] = positions
+
+    handles = [mod.register_forward_hook(hook) for mod in model.modules() if names.get(mod) in prunable]
+    was_training = model.training
+    model.eval()
+    model(torch.zeros(1, *in_shape, device=device))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    dense = sum(prunable[k].numel() * p for k, p in macs.items())
+    sparse = sum((int(mask.masks[k].sum()) if mask and k in mask.masks else prunable[k].numel()) * p
+                 for k, p in macs.items())
+    return {"flops_dense": int(dense), "flops_sparse": int(sparse)}
+
+
+def _param_counts(model: nn.Module, mask: Mask | None) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    pruned = mask.numel() - mask.kept() if mask else 0
+    return {"params_dense": int(total), "params_sparse": int(total - pruned)}
+
+
+# --------------------------------------------------------------------------- the training loop
+
+
+class _Trainer:
+    def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device, progress: bool):
+        self.cfg, self.bundle, self.device, self.progress = cfg, bundle, device, progress
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        n = bundle.num_examples("train")
+        bs = cfg.optim.batch_size
+        self.steps_per_epoch = max(1, n // bs)  # drop_last: every step sees a full batch
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                               weight_decay=o.weight_decay)
+
+    def epoch(self, model, opt, epoch: int, step: int, dyn: DynamicSparsity | None, x_data=None):
+        """One epoch over the training split; returns (train loss, train accuracy, last step)."""
+        cfg, o = self.cfg, self.cfg.optim
+        model.train()
+        g = _rng(cfg.seed, 1, epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        batches = x_data if x_data is not None else self.bundle.batches(
+            "train", o.batch_size, shuffle=True, augment=cfg.data.augment, generator=g, drop_last=True)
+        use_bf16 = self.device.type == "cuda"
+        for i, (x, y) in enumerate(batches):
+            step += 1
+            for group in opt.param_groups:
+                group["lr"] = o.lr_at(epoch + i / self.steps_per_epoch)
+            if use_bf16 and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = model(x)
+                loss = self.loss_fn(out, y)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            if dyn is not None:
+                dyn.before_step(step)
+            opt.step()
+            if dyn is not None:
+                dyn.after_step(step)
+            loss_sum += loss.detach() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+        return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), step
+
+    @torch.no_grad()
+    def accuracy(self, model, split: str) -> tuple[float, float]:
+        """(accuracy, mean loss) on a split, model in eval mode."""
+        model.eval()
+        loss_sum, correct, n = 0.0, 0, 0
+        for x, y in self.bundle.batches(split, 1000):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                out = model(x).float()
+            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            n += len(y)
+        return correct / n, loss_sum / n
+
+    def train_dense_copy(self, model: nn.Module, mask: Mask | None, epochs: int, rewind_epoch: int,
+                         salt: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        """Train a copy of ``model`` (with ``mask`` if given) for ``epochs``; return it and its state at ``rewind_epoch``."""
+        net = copy.deepcopy(model)
+        opt = self.optimizer(net)
+        handle = mask.attach(net, opt) if mask is not None else None
+        rewind = copy.deepcopy(net.state_dict())
+        step = 0
+        for e in range(epochs):
+            if e == rewind_epoch:
+                rewind = copy.deepcopy(net.state_dict())
+            g = _rng(self.cfg.seed, 2, salt, e)
+            batches = self.bundle.batches("train", self.cfg.optim.batch_size, shuffle=True,
+                                          augment=self.cfg.data.augment, generator=g, drop_last=True)
+            _, _, step = self.epoch(net, opt, e, step, None, x_data=batches)
+        if handle is not None:
+            handle.remove()
+        return net, rewind
+
+
+def _pruning_batches(cfg: RunConfig, bundle: rdata.DataBundle) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Class-balanced batches from the training split (``prune_samples_per_class`` per class), corrupted if asked."""
+    sp = cfg.sparsity
+    x, y = bundle.train
+    g = _rng(cfg.seed, 3)
+    out = []
+    for b in range(sp.prune_batches):
+        idx = []
+        perm = torch.randperm(len(y), generator=g).to(y.device)
+        for c in range(bundle.num_classes):
+            idx.append(perm[y[perm] == c][: sp.prune_samples_per_class])
+        idx = torch.cat(idx)
+        xb, yb = rdata.corrupt(x[idx], y[idx], sp.prune_data, bundle.num_classes, seed=cfg.seed * 1000 + b)
+        out.append((xb, yb))
+    return out
+
+
+def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle) -> tuple[Mask | None, nn.Module]:
+    """The mask of ``cfg.sparsity`` on ``model`` (which holds the initial weights); returns (mask, model to train)."""
+    sp = cfg.sparsity
+    if not sp.sparse:
+        return None, model
+    opts = dict(sp.scheme_options)
+    if sp.method == "random":
+        if sp.scheme in ("snip", "grasp", "synflow"):
+            opts.setdefault("data", _pruning_batches(cfg, bundle))
+        dens = layerwise_densities(model, sp.density, sp.scheme, **opts)
+        mask = random_mask(model, dens, seed=cfg.seed)
+    elif sp.method in ("snip", "grasp", "synflow"):
+        kw = {"data": _pruning_batches(cfg, bundle)}
+        if sp.method == "synflow":
+            kw["density"] = sp.density
+        mask = mask_from_scores(score(model, sp.method, **kw), sp.density)
+    elif sp.method == "lottery":
+        mask = None
+        for r in range(1, sp.lottery_rounds + 1):  # round r trains from the rewind point with the previous mask
+            trained, rewind = trainer.train_dense_copy(model, mask, cfg.optim.epochs, sp.rewind_epoch, salt=r)
+            if r == 1:
+                model.load_state_dict(rewind)
+            scores = magnitude_scores(trained)
+            if mask is not None:
+                scores = {k: s * mask.masks[k] for k, s in scores.items()}
+            mask = mask_from_scores(scores, sp.density ** (r / sp.lottery_rounds))
+    else:  # hybrid: scheme budgets per layer, magnitude inside each layer
+        trained, rewind = trainer.train_dense_copy(model, None, cfg.optim.epochs, sp.rewind_epoch, salt=0)
+        if sp.scheme in ("snip", "grasp", "synflow"):
+            opts.setdefault("data", _pruning_batches(cfg, bundle))
+        dens = layerwise_densities(model, sp.density, sp.scheme, **opts)
+        mask = mask_from_scores(magnitude_scores(trained), sp.density, per_layer=dens)
+        model.load_state_dict(rewind)
+    if sp.sanity == "rearrange":
+        mask = mask.rearranged(seed=cfg.seed + 1)
+    elif sp.sanity == "shuffle":
+        mask.shuffle_weights_(model, seed=cfg.seed + 1)
+    elif sp.sanity == "reinit":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 10_000)
+            fresh = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
+        model.load_state_dict(fresh.state_dict())
+    return mask.to(next(model.parameters()).device), model
+
+
+def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    bundle = rdata.load(cfg.data, device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
+    model.to(device)
+    if device.type == "cuda" and len(bundle.in_shape) == 3:
+        model.to(memory_format=torch.channels_last)
+    trainer = _Trainer(cfg, bundle, device, progress)
+    o = cfg.optim
+
+    ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=False) if rd.checkpoint.is_file() else None
+    if ckpt is None:
+        mask, model = _make_mask(cfg, model, trainer, bundle)
+    else:
+        mask = Mask(ckpt["mask"]).to(device) if ckpt["mask"] is not None else None
+    opt = trainer.optimizer(model)
+    if mask is not None:
+        mask.check_fits(model)
+        mask.attach(model, opt, zero_state=cfg.dst.reset_momentum if cfg.dst.enabled else True)
+        if ckpt is None:
+            atomic_write_json(rd.path / "initial_mask_report.json", [dataclasses.asdict(r) for r in mask.report()])
+            initial_mask = mask.state_dict()
+    total_steps = o.epochs * trainer.steps_per_epoch
+    dyn = DynamicSparsity(cfg.dst, mask, model, opt, total_steps, cfg.seed) if cfg.dst.enabled else None
+
+    flow_batch = None
+    if cfg.eval.grad_flow:
+        flow_batch = next(bundle.batches("train", min(o.batch_size, bundle.num_examples("train"))))
+    history: list[dict[str, Any]] = []
+    start, step = 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if dyn is not None:
+            dyn.load_state_dict(ckpt["dst"])
+        history, start, step = ckpt["history"], ckpt["epoch"], ckpt["step"]
+        initial_mask = ckpt["initial_mask"]
+    elif flow_batch is not None:
+        history.append({"epoch": 0, "grad_flow": revaluate.grad_flow(model, mask, *flow_batch)})
+
+    bar = tqdm(range(start, o.epochs), desc=f"run {rd.hash}", disable=not progress, leave=False)
+    for epoch in bar:
+        te = time.perf_counter()
+        loss, acc, step = trainer.epoch(model, opt, epoch, step, dyn)
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
+                               "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
+        if bundle.val is not None:
+            row["val_accuracy"], row["val_loss"] = trainer.accuracy(model, "val")
+        if flow_batch is not None:
+            row["grad_flow"] = revaluate.grad_flow(model, mask, *flow_batch)
+        if dyn is not None:
+            row["itop_rate"] = dyn.itop_rate()
+        history.append(row)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "mask": mask.state_dict() if mask is not None else None,
+                           "initial_mask": initial_mask if mask is not None else None,
+                           "dst": dyn.state_dict() if dyn is not None else None,
+                           "history": history, "epoch": epoch + 1, "step": step}, rd.checkpoint)
+
+    test_acc, test_loss = trainer.accuracy(model, "test")
+    metrics: dict[str, Any] = {"test_accuracy": test_acc, "test_loss": test_loss,
+                               "final_train_loss": history[-1]["train_loss"] if history else None,
+                               "density": mask.density() if mask is not None else 1.0,
+                               "epochs": o.epochs, "steps": step, "device": str(device),
+                               "torch": torch.__version__, "hash": rd.hash}
+    if bundle.val is not None:
+        metrics["val_accuracy"] = history[-1]["val_accuracy"]
+    metrics |= _param_counts(model, mask)
+    metrics |= count_flops(model, bundle.in_shape, mask, device)
+    if dyn is not None:
+        metrics["dst"] = dyn.summary()
+        changed = sum(int((mask.masks[k].cpu() != initial_mask[k]).sum()) for k in mask.masks)
+        metrics["dst"]["final_mask_changed_fraction"] = changed / max(mask.kept(), 1)
+        atomic_write_json(rd.path / "dst_log.json", dyn.log)
+    metrics |= revaluate.evaluate(model, bundle, cfg.data, cfg.eval, seed=cfg.seed)
+    metrics["wall_time"] = time.perf_counter() - t0
+    if mask is not None:
+        atomic_write_json(rd.mask_report, [dataclasses.asdict(r) for r in mask.report()])
+    atomic_write_json(rd.history, history)
+    atomic_write_json(rd.metrics, metrics)  # written last: its presence marks the run finished
+    return Result(cfg, metrics, history, rd.path)
+
+
+def run(config: RunConfig, root: str | Path | None = None, progress: bool | None = None) -> Result:
+    """The result of ``config``: read from the store if finished, else trained (resuming a checkpoint if any).
+
+    Concurrent processes asking for the same run wait on a file lock instead of corrupting it.
+    """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"run() takes a RunConfig, got {type(config).__name__}")
+    rd = RunDir(root if root is not None else default_root(), config.hash)
+    if rd.finished():
+        return Result.load(rd)
+    with rd.lock():
+        if rd.finished():
+            return Result.load(rd)
+        atomic_write_json(rd.config, config.to_dict())
+        return _train(config, rd, _show_progress(progress))
+
+
+def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None) -> list[Result]:
+    """Run every config (finished ones come from the store), with a progress bar over runs."""
+    configs = list(configs)
+    show = _show_progress(progress)
+    return [run(c, root, progress=show) for c in tqdm(configs, desc="runs", disable=not show)]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def to_frame(results: Sequence[Result]):
+    """A pandas DataFrame: one row per run, dotted config columns (``sparsity.density``) plus flattened metrics."""
+    import pandas as pd
+
+    rows = [_flatten(r.config.to_dict()) | _flatten(r.metrics) for r in results]
+    return pd.DataFrame(rows)
