@@ -213,7 +213,7 @@ class DataBundle:
             else:
                 idx = order[start:start + batch_size]
                 xb, yb = x[idx], y[idx]
-            if augment:
+            if augment and (self._crop_padding or self._flip):
                 xb = self._augment(xb, generator)
             yield xb, yb
 

@@ -301,13 +301,14 @@ class CNN1d(nn.Module):
             length = (length + 2 * (k // 2) - k) // s + 1
         self.fc = nn.Linear(c * length, num_classes)
         _init_weights(self)
+        for bn in self.bns[3:]:  # residual branches start as identity (zero-init of their last BN, Goyal et al. 2017)
+            nn.init.zeros_(bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            y = torch.relu(bn(conv(x)))
-            x = x + y if i >= 3 else y  # stride-1 layers past the third are residual
+            x = torch.relu(bn(conv(x))) if i < 3 else torch.relu(x + bn(conv(x)))  # layers past the third are residual
         return self.fc(torch.flatten(x, 1))
 
 

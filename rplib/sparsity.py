@@ -339,7 +339,7 @@ class Mask:
         return Mask({k: m.to(device) for k, m in self.masks.items()})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: m.cpu() for k, m in self.masks.items()}
+        return {k: m.detach().cpu().clone() for k, m in self.masks.items()}
 
     def save(self, path: str | Path) -> None:
         from .store import atomic_torch_save
