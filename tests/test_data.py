@@ -1,82 +1,20 @@
 """rplib.data: offline sets, torchvision formats on tiny files in their real on-disk layout, splits,
 batching, augmentation, corruptions and OoD inputs."""
 
-import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 from PIL import Image
 
 from rplib import data
 from rplib.data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig, corrupt, load, load_ood
 
+from fakedata import write_cifar10, write_cifar100, write_svhn, write_svhn_mat
+
 N_MNIST1D = 300  # small generated MNIST-1D: 240 train, 60 test
-
-
-# --------------------------------------------------------------------------- tiny files in the real formats
-
-
-def _images(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-
-
-def _pickle(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f)
-
-
-def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 6, seed: int = 0) -> dict:
-    """``cifar-10-batches-py``: five training batches, a test batch and ``batches.meta`` (python pickles)."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    xs, ys = [], []
-    for i in range(1, 6):
-        x, y = _images(rng, per_batch), rng.integers(0, 10, per_batch).tolist()
-        _pickle(folder / f"data_batch_{i}", {"data": x.reshape(per_batch, -1), "labels": y})
-        xs.append(x)
-        ys += y
-    x_te, y_te = _images(rng, n_test), rng.integers(0, 10, n_test).tolist()
-    _pickle(folder / "test_batch", {"data": x_te.reshape(n_test, -1), "labels": y_te})
-    _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    return {"train": (np.concatenate(xs), np.array(ys)), "test": (x_te, np.array(y_te))}
-
-
-def write_cifar100(root: Path, n_train: int = 12, n_test: int = 5, seed: int = 1) -> dict:
-    """``cifar-100-python``: ``train``, ``test`` and ``meta`` pickles with fine and coarse labels."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        x, y = _images(rng, n), rng.integers(0, 100, n).tolist()
-        _pickle(folder / split, {"data": x.reshape(n, -1), "fine_labels": y, "coarse_labels": [v // 5 for v in y]})
-        out[split] = (x, np.array(y))
-    _pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
-                              "coarse_label_names": [f"c{i}" for i in range(20)]})
-    return out
-
-
-def write_svhn(root: Path, n_train: int = 10, n_test: int = 7, seed: int = 2) -> dict:
-    """``svhn/{train,test}_32x32.mat``: X of shape (32, 32, 3, N), y of shape (N, 1) with 10 meaning digit 0."""
-    rng = np.random.default_rng(seed)
-    folder = root / "svhn"
-    folder.mkdir(parents=True)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        out[split] = write_svhn_mat(folder / f"{split}_32x32.mat", n, rng)
-    return out
-
-
-def write_svhn_mat(path: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    x, y = _images(rng, n), rng.integers(0, 10, n)
-    y[0] = 0
-    scipy.io.savemat(path, {"X": x.transpose(2, 3, 1, 0), "y": np.where(y == 0, 10, y).reshape(n, 1).astype(np.uint8)})
-    return x, y
 
 
 @pytest.fixture(scope="module")

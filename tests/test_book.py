@@ -1,0 +1,228 @@
+"""The book: profile/parameter validation, the plotting helpers, and an end-to-end smoke build opened in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from scipy.stats import t as student_t  # noqa: E402
+
+from rplib import book, plotting  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y --no-install-recommends chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --------------------------------------------------------------------------- validation before execution
+
+
+def _mini_book(root: Path, profiles: str) -> None:
+    """Two chapters whose notebooks would fail if executed: validation must stop before that."""
+    (root / "notebooks").mkdir()
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/a\n- file: book/b\n")
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    for name in "ab":
+        cells = [nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
+                 nbformat.v4.new_code_cell("raise RuntimeError('executed')")]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}),
+                       root / "notebooks" / f"{name}.ipynb")
+    (root / "notebooks" / "profiles.yml").write_text(profiles)
+
+
+def test_plan_uses_profile_parameters_and_smoke_defaults(tmp_path: Path):
+    _mini_book(tmp_path, "a:\n  cpu: {x: 3}\n  paper: {x: 5}\nb: {}\n")
+    assert book.chapters(tmp_path) == ["a", "b"]
+    assert book.plan("cpu", root=tmp_path) == {"a": {"x": 3}, "b": {}}
+    assert book.plan("paper", ["a"], tmp_path) == {"a": {"x": 5}}
+    assert book.plan("smoke", root=tmp_path) == {"a": {}, "b": {}}
+
+
+@pytest.mark.parametrize("profile, only, profiles, message", [
+    ("gpu", None, "a: {}\nb: {}\n", "unknown profile 'gpu'; valid profiles: smoke, cpu, paper"),
+    ("cpu", ["c"], "a: {}\nb: {}\n", "unknown chapter(s) ['c']; valid chapters: a, b"),
+    ("cpu", None, "a: {}\nb:\n  cpu: {y: 1}\n", "sets unknown parameter(s) ['y']"),
+    ("cpu", None, "a: {}\nb:\n  gpu: {x: 1}\n", "unknown profile(s) ['gpu']"),
+    ("cpu", None, "a: {}\n", "chapter 'b' has no entry in notebooks/profiles.yml"),
+])
+def test_execute_rejects_bad_input_before_running(tmp_path: Path, profile, only, profiles, message):
+    _mini_book(tmp_path, profiles)
+    with pytest.raises(ValueError) as err:
+        book.execute(profile, only, tmp_path)
+    assert message in str(err.value)
+    assert not (tmp_path / "book").exists(), "a notebook was executed before validation finished"
+
+
+def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
+    _mini_book(tmp_path, "a: {}\nb:\n  cpu: {y: 1}\n")
+    assert book.main(["--root", str(tmp_path), "execute", "--profile", "cpu"]) == 2
+    assert "sets unknown parameter(s) ['y']" in capsys.readouterr().err
+    assert book.main(["--root", str(tmp_path), "check"]) == 1
+    assert book.main(["--root", str(ROOT), "check"]) == 0
+
+
+# --------------------------------------------------------------------------- plotting
+
+
+def _seeds_frame() -> pd.DataFrame:
+    rows = [("erk", 1, [0.5, 0.7, 0.9]), ("erk", 2, [0.2, 0.2, 0.2]), ("uniform", 1, [0.1, 0.3, 0.2])]
+    return pd.DataFrame([{"scheme": s, "width": w, "acc": a, "seed": i}
+                         for s, w, accs in rows for i, a in enumerate(accs)])
+
+
+def test_errorbar_plot_aggregates_seeds():
+    fig, ax = plt.subplots()
+    plotting.errorbar_plot(_seeds_frame(), x="width", y="acc", hue="scheme", ax=ax)
+    erk, uniform = ax.containers
+    line, _, (bars,) = erk.lines
+    np.testing.assert_allclose(line.get_ydata(), [0.7, 0.2])
+    np.testing.assert_allclose([seg[:, 1] for seg in bars.get_segments()], [[0.5, 0.9], [0.2, 0.2]], atol=1e-12)
+    assert line.get_color() == plotting.COLORS["erk"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["erk", "uniform"]
+    plt.close(fig)
+
+
+def test_errorbar_plot_ci95_and_bad_input():
+    fig, ax = plt.subplots()
+    plotting.errorbar_plot(_seeds_frame(), x="width", y="acc", hue="scheme", ax=ax, err="ci95")
+    (bars,) = ax.containers[1].lines[2]
+    half = student_t.ppf(0.975, 2) * 0.1 / np.sqrt(3)
+    np.testing.assert_allclose(bars.get_segments()[0][:, 1], [0.2 - half, 0.2 + half])
+    with pytest.raises(ValueError, match="unknown err 'sem'"):
+        plotting.errorbar_plot(_seeds_frame(), x="width", y="acc", err="sem", ax=ax)
+    with pytest.raises(ValueError, match=r"column\(s\) \['loss'\]"):
+        plotting.errorbar_plot(_seeds_frame(), x="width", y="loss", ax=ax)
+    plt.close(fig)
+
+
+def test_colors_and_linestyles_are_stable():
+    assert plotting.color("erk") == plotting.COLORS["erk"]
+    assert plotting.color("some_new_criterion") == plotting.color("some_new_criterion")
+    assert plotting.color("some_new_criterion").startswith("#")
+    assert plotting.linestyle("erk_plus") == "--" and plotting.linestyle("erk") == "-"
+    assert len(set(plotting.COLORS.values())) == len(plotting.COLORS)
+
+
+def test_heatmap_draws_values():
+    table = pd.DataFrame([[0.1, 0.2], [0.3, 0.4]], index=pd.Index(["a", "b"], name="drop"),
+                         columns=pd.Index(["random", "gradient"], name="grow"))
+    fig, ax = plt.subplots()
+    plotting.heatmap(table, ax=ax, fmt="{:.1f}")
+    np.testing.assert_allclose(ax.images[0].get_array(), table.to_numpy())
+    assert sorted(t.get_text() for t in ax.texts) == ["0.1", "0.2", "0.3", "0.4"]
+    assert ax.get_xlabel() == "grow" and ax.get_ylabel() == "drop"
+    plt.close(fig)
+
+
+def test_provenance(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("RPLIB_PROFILE", "cpu")
+    prov = plotting.provenance(run_hashes=["bbb", "aaa", "bbb"])
+    assert {"python", "torch", "torchvision", "numpy", "rplib", "device", "threads"} <= set(prov.index)
+    assert prov.loc["profile", "value"] == "cpu"
+    assert prov.loc["torch", "value"] == torch.__version__
+    assert prov.loc["threads", "value"] == str(torch.get_num_threads())
+    assert prov.loc["runs", "value"] == "2: aaa, bbb"
+    assert plotting.provenance(profile="paper").loc["profile", "value"] == "paper"
+    monkeypatch.delenv("RPLIB_PROFILE")
+    assert plotting.provenance().loc["profile", "value"] == "smoke"
+
+
+def test_use_style_sets_readable_fonts():
+    plotting.use_style()
+    assert matplotlib.rcParams["font.size"] == plotting.STYLE["font.size"]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs: list[str] = []
+        self.classes: list[str] = []
+        self.h1 = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag == "h1":
+            self.h1 += 1
+        self.classes.extend((a.get("class") or "").split())
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail(f"chromium is needed to check the rendered book; install it with: {CHROMIUM_INSTALL}")
+    return exe
+
+
+def _dump_dom(chromium: str, page: Path, profile_dir: Path) -> str:
+    res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_and_renders(tmp_path: Path):
+    chromium = _chromium()
+    src = tmp_path / "repo"
+    src.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    env = os.environ | {"MPLBACKEND": "Agg"}
+
+    res = subprocess.run([sys.executable, "-m", "rplib.book", "execute", "--profile", "smoke"], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    jb = Path(sys.executable).parent / "jupyter-book"
+    res = subprocess.run([str(jb), "build", ".", "--warningiserror", "--keep-going"], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+    html = src / "_build" / "html"
+    for entry in book.toc_files(src):
+        page = html / f"{entry}.html"
+        assert page.is_file(), f"{entry} was not rendered"
+        dom = _dump_dom(chromium, page, tmp_path / "chromium")
+        parsed = _Page()
+        parsed.feed(dom)
+        assert parsed.h1 >= 1, f"{entry}: no title in the rendered page"
+        for bad in ("Traceback", '"ename"', "Kernel died"):
+            assert bad not in dom, f"{entry}: {bad!r} in the rendered page"
+        assert "stderr" not in parsed.classes and "traceback" not in parsed.classes, f"{entry}: error output"
+        figures = [s for s in parsed.imgs if "_images/" in s]
+        for s in parsed.imgs:
+            assert s, f"{entry}: an <img> without src"
+        for s in figures:
+            f = (page.parent / s).resolve()
+            assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{entry}: figure {s} missing or not PNG"
+        name = Path(entry).name
+        if name in book.chapters(src):
+            nb = nbformat.read(src / "book" / f"{name}.ipynb", as_version=4)
+            outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+            assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
+            pngs = sum("image/png" in o.get("data", {}) for o in outputs)
+            assert pngs >= 1 and len(figures) == pngs, f"{entry}: {len(figures)} figures shown of {pngs}"
+    bibliography = (html / "book" / "bibliography.html").read_text()
+    assert "The Unreasonable Effectiveness of Random Pruning" in bibliography

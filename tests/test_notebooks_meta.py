@@ -1,0 +1,117 @@
+"""Every notebook in notebooks/ is a well-formed chapter: parameters, toc entry, profiles, provenance, smoke outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from rplib import book
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "notebooks/ holds no notebook"
+    assert sorted(book.chapters(ROOT)) == sorted(ids)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_one_inspectable_parameters_cell(path: Path):
+    tagged = [c for c in _read(path).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0].cell_type == "code"
+    params = book.notebook_parameters(path)
+    assert params, f"{path.name}: papermill infers no parameters"
+    assignments = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(assignments) == len(params), f"{path.name}: every line of the parameters cell must be one parameter"
+    for name, p in params.items():
+        assert p["inferred_type_name"] not in ("None", ""), f"{path.name}: parameter {name!r} has no type annotation"
+        assert p["help"].strip(), f"{path.name}: parameter {name!r} has no '# help' comment"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_listed_in_toc(path: Path):
+    assert f"book/{path.stem}" in book.toc_files(ROOT), f"add '- file: book/{path.stem}' to _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_profiles_entry_names_existing_parameters(path: Path):
+    profiles = book.load_profiles(ROOT)
+    assert path.stem in profiles, f"notebooks/profiles.yml has no entry {path.stem!r}"
+    known = set(book.notebook_parameters(path))
+    for profile, values in profiles[path.stem].items():
+        assert profile in book.PROFILES and profile != "smoke", f"{path.stem}: profile {profile!r}"
+        unknown = set(values or {}) - known
+        assert not unknown, f"profiles.yml[{path.stem}][{profile}] sets unknown parameters {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_ends_with_provenance(path: Path):
+    code = [c for c in _read(path).cells if c.cell_type == "code"]
+    assert "provenance(" in code[-1].source, f"{path.name}: the last code cell must call provenance()"
+    assert "NBVAL_IGNORE_OUTPUT" in code[-1].source, f"{path.name}: provenance varies by machine; mark it NBVAL_IGNORE_OUTPUT"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_with_clean_smoke_outputs(path: Path):
+    nb = _read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"{path.name}: run `python -m rplib.book refresh`"
+    counts = [c.execution_count for c in code]
+    assert counts == sorted(counts), f"{path.name}: cells were executed out of order"
+    for c in code:
+        for out in c.outputs:
+            assert out.output_type != "error", f"{path.name}: error output {out.get('ename')}"
+            assert not (out.output_type == "stream" and out.name == "stderr"), f"{path.name}: stderr: {out.text[:200]}"
+    assert nb.metadata.kernelspec.name == book.KERNEL
+
+
+def test_profiles_name_only_known_profiles_and_chapters():
+    data = yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text())
+    assert set(data) == set(book.chapters(ROOT))
+    for name, entry in data.items():
+        assert set(entry or {}) <= {"cpu", "paper"}, f"{name}: {sorted(entry)}"
+
+
+def test_book_layout_is_consistent():
+    assert book.check(ROOT) == []
+
+
+def _notebook(path: Path, params: str, last: str = "from rplib.plotting import provenance\nprovenance()",
+              n_param_cells: int = 1) -> None:
+    cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}) for _ in range(n_param_cells)]
+    cells.append(nbformat.v4.new_code_cell(last))
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}), path)
+
+
+def test_check_reports_each_kind_of_problem(tmp_path: Path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "- file: book/a\n- file: book/ghost\n")
+    _notebook(tmp_path / "notebooks" / "a.ipynb", "x: int = 1  # an x")
+    _notebook(tmp_path / "notebooks" / "b.ipynb", "y: int = 2  # a y", last="print(1)", n_param_cells=2)
+    (tmp_path / "notebooks" / "profiles.yml").write_text("a:\n  cpu: {x: 3, z: 4}\n  gpu: {x: 1}\nc:\n  cpu: {}\n")
+    problems = "\n".join(book.check(tmp_path))
+    assert "book/ghost" in problems
+    assert "b.ipynb is not listed in _toc.yml" in problems
+    assert "unknown profile(s) ['gpu']" in problems
+    assert "chapters not in the book: ['c']" in problems
+    (tmp_path / "notebooks" / "profiles.yml").write_text("a:\n  cpu: {x: 3, z: 4}\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/a\n- file: book/b\n")
+    problems = "\n".join(book.check(tmp_path))
+    assert "unknown parameter(s) ['z']" in problems
+    assert "b.ipynb has 2 cells tagged 'parameters'" in problems
+    assert "b.ipynb does not end with a provenance cell" in problems
+    assert "chapter 'b' has no entry in notebooks/profiles.yml" in problems
