@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 export MPLBACKEND := Agg
 
-.PHONY: book test env notebooks html benchmarks clean
+.PHONY: book test env chromium benchmarks clean
 
 env: $(VENV)/.installed
 
@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	touch $@
 
-test: env
+# The book test opens the rendered pages in headless Chromium (Debian package).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: env chromium
 	$(BIN)/python -m pytest
 
 book: env

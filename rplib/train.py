@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # bars only on a terminal; tqdm.auto warns inside kernels without ipywidgets
 
 from . import data as rdata
 from . import evaluate as revaluate

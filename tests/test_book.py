@@ -34,11 +34,13 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def _mini_book(root: Path, profiles: str) -> None:
     """Two chapters whose notebooks would fail if executed: validation must stop before that."""
     (root / "notebooks").mkdir()
+    (root / "book").mkdir()
+    (root / "book" / "intro.md").write_text("# Intro\n")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/a\n- file: book/b\n")
     kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
     for name in "ab":
         cells = [nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
-                 nbformat.v4.new_code_cell("raise RuntimeError('executed')")]
+                 nbformat.v4.new_code_cell("raise RuntimeError('executed')\nprovenance()")]
         nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}),
                        root / "notebooks" / f"{name}.ipynb")
     (root / "notebooks" / "profiles.yml").write_text(profiles)
@@ -64,7 +66,7 @@ def test_execute_rejects_bad_input_before_running(tmp_path: Path, profile, only,
     with pytest.raises(ValueError) as err:
         book.execute(profile, only, tmp_path)
     assert message in str(err.value)
-    assert not (tmp_path / "book").exists(), "a notebook was executed before validation finished"
+    assert not list((tmp_path / "book").glob("*.ipynb")), "a notebook was executed before validation finished"
 
 
 def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
@@ -72,7 +74,10 @@ def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
     assert book.main(["--root", str(tmp_path), "execute", "--profile", "cpu"]) == 2
     assert "sets unknown parameter(s) ['y']" in capsys.readouterr().err
     assert book.main(["--root", str(tmp_path), "check"]) == 1
-    assert book.main(["--root", str(ROOT), "check"]) == 0
+    assert "sets unknown parameter(s) ['y']" in capsys.readouterr().err
+    (tmp_path / "notebooks" / "profiles.yml").write_text("a: {}\nb:\n  cpu: {x: 2}\n")
+    assert book.main(["--root", str(tmp_path), "check"]) == 0
+    assert "book OK: chapters a, b" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- plotting

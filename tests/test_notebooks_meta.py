@@ -21,7 +21,6 @@ def _read(path: Path) -> nbformat.NotebookNode:
 
 def test_there_are_chapters():
     assert NOTEBOOKS, "notebooks/ holds no notebook"
-    assert sorted(book.chapters(ROOT)) == sorted(ids)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -31,8 +30,11 @@ def test_one_inspectable_parameters_cell(path: Path):
     assert tagged[0].cell_type == "code"
     params = book.notebook_parameters(path)
     assert params, f"{path.name}: papermill infers no parameters"
-    assignments = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    assert len(assignments) == len(params), f"{path.name}: every line of the parameters cell must be one parameter"
+    lines = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    unparsed = [ln for ln in lines if ln.split(":")[0].split("=")[0].strip() not in params]
+    assert not unparsed and len(lines) == len(params), (
+        f"{path.name}: papermill cannot read these parameter lines (one `name: type = value  # help` per line, "
+        f"no '=' inside the help comment): {unparsed}")
     for name, p in params.items():
         assert p["inferred_type_name"] not in ("None", ""), f"{path.name}: parameter {name!r} has no type annotation"
         assert p["help"].strip(), f"{path.name}: parameter {name!r} has no '# help' comment"

@@ -1,0 +1,232 @@
+"""Execute the book's notebooks under a profile and check that the book's files agree.
+
+``python -m rplib.book execute --profile {smoke,cpu,paper} [--only NAME ...]``
+    papermill-executes ``notebooks/<name>.ipynb`` into ``book/<name>.ipynb`` for every chapter in
+    ``_toc.yml`` order, with the parameters of ``notebooks/profiles.yml[name][profile]`` (``smoke``:
+    the notebook's own defaults), kernel ``python3``, working directory ``notebooks/`` (as under
+    nbval) and ``RPLIB_PROFILE`` set to the profile. Every profile and parameter name is checked
+    against the notebooks before anything runs.
+``python -m rplib.book refresh [--only NAME ...]``
+    re-executes the notebook sources in place with their smoke defaults: the outputs that are
+    committed and that nbval compares.
+``python -m rplib.book check``
+    lists disagreements between ``_toc.yml``, ``notebooks/`` and ``notebooks/profiles.yml``.
+
+Adding a chapter ``NN_name``:
+
+1. write ``notebooks/NN_name.ipynb`` with one cell tagged ``parameters`` (typed defaults with a
+   ``# help`` comment each; the defaults are the smoke profile) and a last cell calling
+   ``rplib.plotting.provenance``;
+2. add one line ``- file: book/NN_name`` to ``_toc.yml`` under the caption ``Chapters``;
+3. add an entry ``NN_name: {cpu: {...}, paper: {...}}`` to ``notebooks/profiles.yml``;
+4. run ``python -m rplib.book refresh --only NN_name`` and ``python -m rplib.book check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["PROFILES", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan", "check",
+           "execute", "refresh", "main"]
+
+PROFILES = ("smoke", "cpu", "paper")
+KERNEL = "python3"
+_OVERRIDABLE = PROFILES[1:]  # smoke is the parameters cell itself, never overridden
+
+
+def _walk_toc(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if "file" in node:
+            yield str(node["file"])
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key, []) or []:
+                yield from _walk_toc(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _walk_toc(child)
+
+
+def toc_files(root: Path | str = ".") -> list[str]:
+    """Every file entry of ``_toc.yml`` (root first), without suffix, in reading order."""
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    return [str(toc["root"]), *_walk_toc(toc)]
+
+
+def chapters(root: Path | str = ".") -> list[str]:
+    """Names of the notebook chapters: toc entries ``book/<name>`` with a source ``notebooks/<name>.ipynb``."""
+    root = Path(root)
+    names = [Path(f).name for f in toc_files(root) if Path(f).parent == Path("book")]
+    return [n for n in names if (root / "notebooks" / f"{n}.ipynb").is_file()]
+
+
+def load_profiles(root: Path | str = ".") -> dict[str, dict[str, dict[str, Any]]]:
+    """``notebooks/profiles.yml``: ``{chapter: {profile: {parameter: value}}}``."""
+    data = yaml.safe_load((Path(root) / "notebooks" / "profiles.yml").read_text()) or {}
+    return {name: dict(entry or {}) for name, entry in data.items()}
+
+
+def notebook_parameters(path: Path | str) -> dict[str, dict[str, Any]]:
+    """The parameters papermill infers from the notebook's ``parameters`` cell: name -> {type, default, help}."""
+    from papermill import inspect_notebook
+
+    return inspect_notebook(str(path))
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+
+
+def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> dict[str, dict[str, Any]]:
+    """The parameters each chapter will run with, ``{name: {parameter: value}}`` in toc order.
+
+    Raises ``ValueError`` for an unknown profile, an unknown chapter in ``only``, a chapter missing
+    from ``profiles.yml``, or a parameter the notebook does not define -- before anything runs.
+    """
+    _check_profile(profile)
+    root = Path(root)
+    names = chapters(root)
+    if only:
+        bad = [n for n in only if n not in names]
+        if bad:
+            raise ValueError(f"unknown chapter(s) {bad}; valid chapters: {', '.join(names)}")
+        names = [n for n in names if n in only]
+    profiles = load_profiles(root)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in profiles:
+            raise ValueError(f"chapter {name!r} has no entry in notebooks/profiles.yml; chapters there: "
+                             f"{', '.join(profiles)}")
+        bad_profiles = sorted(set(profiles[name]) - set(_OVERRIDABLE))
+        if bad_profiles:
+            raise ValueError(f"notebooks/profiles.yml[{name}] names unknown profile(s) {bad_profiles}; valid: "
+                             f"{', '.join(_OVERRIDABLE)} (smoke is the notebook's parameters cell)")
+        params = dict(profiles[name].get(profile) or {}) if profile != "smoke" else {}
+        known = notebook_parameters(root / "notebooks" / f"{name}.ipynb")
+        bad = sorted(set(params) - set(known))
+        if bad:
+            raise ValueError(f"notebooks/profiles.yml[{name}][{profile}] sets unknown parameter(s) {bad}; "
+                             f"parameters of notebooks/{name}.ipynb: {', '.join(known)}")
+        out[name] = params
+    return out
+
+
+def check(root: Path | str = ".") -> list[str]:
+    """Problems with the book's layout (empty when all is well).
+
+    Every toc entry must be a notebook chapter or a Markdown page; every notebook must be in the
+    toc, have exactly one ``parameters`` cell, an entry in ``profiles.yml`` naming only known
+    profiles and parameters, and end with a provenance cell.
+    """
+    import nbformat
+
+    root = Path(root)
+    problems: list[str] = []
+    names = chapters(root)
+    for f in toc_files(root):
+        stem = Path(f).name
+        if stem not in names and not (root / f"{f}.md").is_file():
+            problems.append(f"_toc.yml entry {f!r} is neither notebooks/{stem}.ipynb nor {f}.md")
+    for nb_path in sorted((root / "notebooks").glob("*.ipynb")):
+        if nb_path.stem not in names:
+            problems.append(f"notebooks/{nb_path.name} is not listed in _toc.yml as book/{nb_path.stem}")
+            continue
+        nb = nbformat.read(nb_path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if len(tagged) != 1:
+            problems.append(f"notebooks/{nb_path.name} has {len(tagged)} cells tagged 'parameters', needs exactly 1")
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        if not code or "provenance(" not in code[-1].source:
+            problems.append(f"notebooks/{nb_path.name} does not end with a provenance cell")
+    for name in names:
+        for profile in _OVERRIDABLE:
+            try:
+                plan(profile, [name], root)
+            except ValueError as e:
+                problems.append(str(e))
+    extra = sorted(set(load_profiles(root)) - set(names))
+    if extra:
+        problems.append(f"notebooks/profiles.yml has entries for chapters not in the book: {extra}")
+    return list(dict.fromkeys(problems))
+
+
+def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
+    """Execute the chapters (all, or ``only``) into ``book/`` under ``profile``; return the written notebooks."""
+    import papermill as pm
+
+    root = Path(root).resolve()
+    todo = plan(profile, only, root)
+    os.environ["RPLIB_PROFILE"] = profile
+    written = []
+    for i, (name, params) in enumerate(todo.items(), start=1):
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "notebook defaults"
+        print(f"[{i}/{len(todo)}] {name} (profile {profile}: {shown})", flush=True)
+        start = time.perf_counter()
+        out = root / "book" / f"{name}.ipynb"
+        pm.execute_notebook(root / "notebooks" / f"{name}.ipynb", out, parameters=params, kernel_name=KERNEL,
+                            cwd=root / "notebooks", progress_bar=True)
+        print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
+              flush=True)
+        written.append(out)
+    return written
+
+
+def refresh(only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
+    """Re-execute the notebook sources in place with their smoke defaults (the outputs nbval compares)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(root).resolve()
+    todo = plan("smoke", only, root)
+    os.environ["RPLIB_PROFILE"] = "smoke"
+    written = []
+    for name in todo:
+        path = root / "notebooks" / f"{name}.ipynb"
+        print(f"refreshing notebooks/{path.name}", flush=True)
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, kernel_name=KERNEL, timeout=600, record_timing=False,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rplib.book", description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", default=".", help="repository root holding _toc.yml and notebooks/ (default: .)")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("execute", help="execute the chapters into book/ under a profile")
+    e.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
+    e.add_argument("--only", nargs="+", metavar="NAME", help="only these chapters (e.g. 01_layerwise_densities)")
+    r = sub.add_parser("refresh", help="re-execute notebooks/ in place with the smoke defaults")
+    r.add_argument("--only", nargs="+", metavar="NAME", help="only these chapters")
+    sub.add_parser("check", help="check _toc.yml, notebooks/ and notebooks/profiles.yml agree")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "execute":
+            execute(args.profile, args.only, args.root)
+        elif args.command == "refresh":
+            refresh(args.only, args.root)
+        else:
+            problems = check(args.root)
+            for line in problems:
+                print(f"rplib.book: {line}", file=sys.stderr)
+            if problems:
+                return 1
+            print(f"book OK: chapters {', '.join(chapters(args.root))}")
+    except ValueError as err:
+        print(f"rplib.book: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

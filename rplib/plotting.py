@@ -1,0 +1,209 @@
+"""One plotting style for every chapter of the book, and the provenance table that closes each chapter.
+
+* :func:`use_style` -- inline retina PNG figures, readable font sizes, light grid.
+* :data:`COLORS` / :func:`color` / :func:`linestyle` -- one colour (and line style) per scheme or
+  criterion, the same in every chapter.
+* :func:`errorbar_plot` -- mean +- std (or a 95% t-interval) over seeds, one line per ``hue`` value.
+* :func:`heatmap` -- an annotated 2-D table (e.g. drop criterion x growth criterion).
+* :func:`provenance` -- package versions, device, threads, profile and run hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import zlib
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["COLORS", "STYLE", "use_style", "color", "linestyle", "errorbar_plot", "heatmap", "provenance"]
+
+# Layer-wise schemes, pruning scores, DST drop/growth criteria and baselines: names as in rplib.
+COLORS: dict[str, str] = {
+    "dense": "#000000",
+    "uniform": "#1f77b4",
+    "uniform_plus": "#aec7e8",
+    "er": "#ff7f0e",
+    "erk": "#d62728",
+    "erk_plus": "#ff9896",
+    "smart_ratio": "#2ca02c",
+    "snip": "#9467bd",
+    "grasp": "#8c564b",
+    "synflow": "#e377c2",
+    "magnitude": "#17becf",
+    "random": "#7f7f7f",
+    "set": "#bcbd22",
+    "mest": "#dbdb8d",
+    "sensitivity": "#c49c94",
+    "rsensitivity": "#f7b6d2",
+    "taylor": "#9edae5",
+    "gradient": "#c5b0d5",
+    "lottery": "#98df8a",
+}
+_FALLBACK = plt.get_cmap("tab20b").colors
+
+STYLE: dict[str, object] = {
+    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": 80,
+    "savefig.dpi": 80,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "errorbar.capsize": 2,
+    "figure.constrained_layout.use": True,
+}
+
+
+def use_style() -> None:
+    """Apply :data:`STYLE`; inside IPython also select the inline backend with retina PNG output.
+
+    The inline backend is selected explicitly so that figures show even when ``MPLBACKEND=Agg``
+    is set in the environment (as ``make`` does).
+    """
+    mpl.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.run_line_magic("matplotlib", "inline")
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+        mpl.rcParams.update(STYLE)  # the inline backend resets some rcParams
+
+
+def color(name: str) -> str:
+    """The colour of a scheme or criterion: :data:`COLORS`, else a fixed colour derived from the name."""
+    if name in COLORS:
+        return COLORS[name]
+    return mpl.colors.to_hex(_FALLBACK[zlib.crc32(name.encode()) % len(_FALLBACK)])
+
+
+def linestyle(name: str) -> str:
+    """Dashed for the ``_plus`` variants (``uniform_plus``, ``erk_plus``), solid otherwise, so they stay visible."""
+    return "--" if name.endswith("_plus") else "-"
+
+
+def _aggregate(df: pd.DataFrame, x: str, y: str, hue: str | None, err: str) -> pd.DataFrame:
+    if err not in ("std", "ci95"):
+        raise ValueError(f"unknown err {err!r}; valid choices: 'std', 'ci95'")
+    missing = [c for c in (x, y, hue) if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the DataFrame; columns: {list(df.columns)}")
+    keys = [hue, x] if hue is not None else [x]
+    agg = df.groupby(keys, sort=False)[y].agg(["mean", "std", "count"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+    if err == "ci95":
+        from scipy.stats import t
+
+        n = agg["count"].to_numpy()
+        half = np.zeros(len(agg))
+        many = n > 1
+        half[many] = t.ppf(0.975, n[many] - 1) * agg["std"].to_numpy()[many] / np.sqrt(n[many])
+        agg["err"] = half
+    else:
+        agg["err"] = agg["std"]
+    return agg
+
+
+def errorbar_plot(df: pd.DataFrame, x: str, y: str, hue: str | None = None, ax: plt.Axes | None = None,
+                  err: str = "std", marker: str = "o", label_fmt: str = "{}", **kwargs) -> plt.Axes:
+    """Aggregate rows with equal (``hue``, ``x``) -- typically seeds -- and draw mean +- error bars.
+
+    ``err="std"`` draws one sample standard deviation, ``err="ci95"`` the half-width of a 95%
+    Student-t interval of the mean; a single row gives no error bar. Each ``hue`` value gets its
+    :func:`color` and one line, in order of first appearance; ``x`` is sorted within a line.
+    """
+    agg = _aggregate(df, x, y, hue, err)
+    ax = ax if ax is not None else plt.gca()
+    groups = agg.groupby(hue, sort=False) if hue is not None else [(None, agg)]
+    for name, g in groups:
+        g = g.sort_values(x)
+        style = {"color": color(str(name)), "linestyle": linestyle(str(name))} if name is not None else {}
+        yerr = g["err"].to_numpy(dtype=float)
+        ax.errorbar(g[x].to_numpy(), g["mean"].to_numpy(dtype=float), yerr=yerr if (yerr > 0).any() else None,
+                    marker=marker, label=label_fmt.format(name) if name is not None else None, **(style | kwargs))
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if hue is not None:
+        ax.legend(title=hue)
+    return ax
+
+
+def heatmap(table: pd.DataFrame, ax: plt.Axes | None = None, fmt: str = "{:.2f}", cmap: str = "viridis",
+            cbar_label: str | None = None, vmin: float | None = None, vmax: float | None = None) -> plt.Axes:
+    """Draw a numeric 2-D table (index = rows, columns = columns) as an annotated heat map."""
+    values = table.to_numpy(dtype=float)
+    ax = ax if ax is not None else plt.gca()
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=30, ha="right")
+    ax.set_yticks(range(table.shape[0]), [str(i) for i in table.index])
+    ax.set_xlabel(str(table.columns.name or ""))
+    ax.set_ylabel(str(table.index.name or ""))
+    ax.grid(False)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            dark = (v - lo) < 0.5 * (hi - lo) if hi > lo else True
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.figure.colorbar(im, ax=ax, label=cbar_label)
+    return ax
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(profile: str | None = None, run_hashes: Iterable[str] = ()) -> pd.DataFrame:
+    """What produced a chapter's numbers: versions, device, threads, profile and the runs it read.
+
+    ``profile`` defaults to ``$RPLIB_PROFILE`` (set by ``python -m rplib.book execute``), else ``smoke``.
+    """
+    import torch
+
+    hashes = sorted(set(run_hashes))
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU: {_cpu_model()}"
+    rows = {
+        "profile": profile or os.environ.get("RPLIB_PROFILE", "smoke"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "numpy": np.__version__,
+        "rplib": _version("rplib"),
+        "device": device,
+        "threads": str(torch.get_num_threads()),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "runs": f"{len(hashes)}: {', '.join(hashes)}" if hashes else "0",
+    }
+    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="item"))
+
