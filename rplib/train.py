@@ -323,7 +323,8 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
     metrics |= count_flops(model, bundle.in_shape, mask, device)
     if dyn is not None:
         metrics["dst"] = dyn.summary()
-        changed = sum(int((mask.masks[k].cpu() != initial_mask[k]).sum()) for k in mask.masks)
+        # every replaced weight differs in two positions (one dropped, one grown)
+        changed = sum(int((mask.masks[k].cpu() != initial_mask[k]).sum()) for k in mask.masks) // 2
         metrics["dst"]["final_mask_changed_fraction"] = changed / max(mask.kept(), 1)
         atomic_write_json(rd.path / "dst_log.json", dyn.log)
     metrics |= revaluate.evaluate(model, bundle, cfg.data, cfg.eval, seed=cfg.seed)
