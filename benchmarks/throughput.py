@@ -45,15 +45,15 @@ def cpu_models(epochs: int) -> None:
             bundle = rdata.load(cfg.data, "cpu")
             torch.manual_seed(0)
             net = build(model.name, bundle.num_classes, in_shape=bundle.in_shape, **model.options())
-            trainer = train._Trainer(cfg, bundle, torch.device("cpu"), False)
+            trainer = train._Trainer(cfg, bundle, torch.device("cpu"))
             opt = trainer.optimizer(net)
             if sp.sparse:
                 random_mask(net, layerwise_densities(net, 0.1, "erk"), 0).attach(net, opt)
-            trainer.epoch(net, opt, 0, 0, None)  # warm-up
+            trainer.epoch(net, opt, 0, 0, None, trainer.train_batches(0))  # warm-up
             t = time.perf_counter()
             step = 0
             for e in range(epochs):
-                _, _, step = trainer.epoch(net, opt, e, step, None)
+                _, _, step = trainer.epoch(net, opt, e, step, None, trainer.train_batches(1, e))
             rates.append(step / (time.perf_counter() - t))
         name = f"{model.name} d={model.depth or 3} w={model.width:g}" if model.name == "cnn1d" else model.name
         print(f"  {dataset:<8} {name:<22} {rates[0]:>14.1f} {rates[1]:>15.1f} {rates[1] / rates[0]:>6.2f}")
@@ -86,7 +86,7 @@ def data_paths(steps: int, device: torch.device) -> None:
     model = build("resnet20", 10).to(device)
     cfg = RunConfig(data=DataConfig(name="cifar10"), model=ModelConfig("resnet20"), optim=OptimConfig(batch_size=128),
                     device=device.type)
-    trainer = train._Trainer(cfg, bundle, device, False)
+    trainer = train._Trainer(cfg, bundle, device)
     opt = trainer.optimizer(model)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -95,11 +95,11 @@ def data_paths(steps: int, device: torch.device) -> None:
         it = iter(batches)
         limited = (next(it) for _ in range(steps))
         first = [next(it) for _ in range(3)]
-        trainer.epoch(model, opt, 0, 0, None, x_data=[(a.to(device), b.to(device)) for a, b in first])  # warm-up
+        trainer.epoch(model, opt, 0, 0, None, [(a.to(device), b.to(device)) for a, b in first])  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        trainer.epoch(model, opt, 0, 0, None, x_data=((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
+        trainer.epoch(model, opt, 0, 0, None, ((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
                                                        for a, b in limited))
         if device.type == "cuda":
             torch.cuda.synchronize()

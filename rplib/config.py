@@ -216,10 +216,8 @@ def _from_value(tp: Any, value: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return None if value is None else _from_value(args[0], value)
     if origin is tuple and isinstance(value, (list, tuple)):
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return tuple(_from_value(inner, v) if inner is not Any and inner is not Ellipsis else
-                     (tuple(v) if isinstance(v, list) else v) for v in value)
+        inner = typing.get_args(tp)[0]  # tuple[T, ...]; scheme_options' inner pairs come back as lists too
+        return tuple(tuple(v) if isinstance(v, list) else _from_value(inner, v) for v in value)
     return value
 
 

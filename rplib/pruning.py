@@ -81,12 +81,10 @@ def grasp_scores(model: nn.Module, data: Batches, loss_fn: Callable = nn.functio
 
 
 @torch.no_grad()
-def _linearize(net: nn.Module) -> dict[str, torch.Tensor]:
-    signs = {}
-    for k, v in net.state_dict().items():
-        signs[k] = torch.sign(v)
+def _linearize(net: nn.Module) -> None:
+    """Replace every parameter and buffer by its absolute value (SynFlow's linearised network)."""
+    for v in net.state_dict().values():
         v.abs_()
-    return signs
 
 
 def synflow_scores(model: nn.Module, density: float = 0.1, iterations: int = 100, data: Batches | None = None,
@@ -105,7 +103,7 @@ def synflow_scores(model: nn.Module, density: float = 0.1, iterations: int = 100
         x0 = _batches(data)[0][0]
         shape = tuple(x0.shape[1:])
     else:
-        shape = tuple(getattr(model, "in_shape"))
+        shape = tuple(model.in_shape)
     ones = torch.ones((1, *shape), dtype=torch.float64, device=dev)
     keep = {k: torch.ones_like(p, dtype=torch.bool) for k, p in params.items()}
     scores: dict[str, torch.Tensor] = {}

@@ -146,7 +146,7 @@ def _uniform_plus(shapes, density, classifier: str, first: str, first_is_conv: b
     if x < min_classifier_density:
         cls = min_classifier_density
         x = (left - cls * numel[classifier]) / max(sum(numel[k] for k in rest), 1)
-    if x < 0 or not rest and abs(left - cls * numel[classifier]) > 1:
+    if x < 0 or (not rest and abs(left - cls * numel[classifier]) > 1):
         floor = (sum(numel[k] for k in dense) + min_classifier_density * numel[classifier]) / sum(numel.values())
         raise ValueError(f"uniform_plus cannot reach density {density}: the dense first layer and the classifier "
                          f"floor alone need density {floor:.4f}; use a density above that or another scheme")

@@ -109,8 +109,8 @@ def _param_counts(model: nn.Module, mask: Mask | None) -> dict[str, int]:
 
 
 class _Trainer:
-    def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device, progress: bool):
-        self.cfg, self.bundle, self.device, self.progress = cfg, bundle, device, progress
+    def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device):
+        self.cfg, self.bundle, self.device = cfg, bundle, device
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
         n = bundle.num_examples("train")
         bs = cfg.optim.batch_size
@@ -121,16 +121,19 @@ class _Trainer:
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                weight_decay=o.weight_decay)
 
-    def epoch(self, model, opt, epoch: int, step: int, dyn: DynamicSparsity | None, x_data=None):
-        """One epoch over the training split; returns (train loss, train accuracy, last step)."""
-        cfg, o = self.cfg, self.cfg.optim
+    def train_batches(self, *salt: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """One shuffled, augmented pass over the training split, its randomness from ``(seed, *salt)``."""
+        return self.bundle.batches("train", self.cfg.optim.batch_size, shuffle=True, augment=self.cfg.data.augment,
+                                   generator=_rng(self.cfg.seed, *salt), drop_last=True)
+
+    def epoch(self, model, opt, epoch: int, step: int, dyn: DynamicSparsity | None,
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]]):
+        """One epoch over ``batches``; returns (train loss, train accuracy, last step)."""
+        o = self.cfg.optim
         model.train()
-        g = _rng(cfg.seed, 1, epoch)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = 0
-        batches = x_data if x_data is not None else self.bundle.batches(
-            "train", o.batch_size, shuffle=True, augment=cfg.data.augment, generator=g, drop_last=True)
         use_bf16 = self.device.type == "cuda"
         for i, (x, y) in enumerate(batches):
             step += 1
@@ -177,10 +180,7 @@ class _Trainer:
         for e in range(epochs):
             if e == rewind_epoch:
                 rewind = copy.deepcopy(net.state_dict())
-            g = _rng(self.cfg.seed, 2, salt, e)
-            batches = self.bundle.batches("train", self.cfg.optim.batch_size, shuffle=True,
-                                          augment=self.cfg.data.augment, generator=g, drop_last=True)
-            _, _, step = self.epoch(net, opt, e, step, None, x_data=batches)
+            _, _, step = self.epoch(net, opt, e, step, None, self.train_batches(2, salt, e))
         if handle is not None:
             handle.remove()
         return net, rewind
@@ -258,7 +258,7 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
     model.to(device)
     if device.type == "cuda" and len(bundle.in_shape) == 3:
         model.to(memory_format=torch.channels_last)
-    trainer = _Trainer(cfg, bundle, device, progress)
+    trainer = _Trainer(cfg, bundle, device)
     o = cfg.optim
 
     ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=False) if rd.checkpoint.is_file() else None
@@ -294,7 +294,7 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
     bar = tqdm(range(start, o.epochs), desc=f"run {rd.hash}", disable=not progress, leave=False)
     for epoch in bar:
         te = time.perf_counter()
-        loss, acc, step = trainer.epoch(model, opt, epoch, step, dyn)
+        loss, acc, step = trainer.epoch(model, opt, epoch, step, dyn, trainer.train_batches(1, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                                "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
         if bundle.val is not None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rplib import train
-from rplib.config import ModelConfig, OptimConfig, RunConfig, SparsityConfig
+from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig
 from rplib.dst import DSTConfig
 from rplib.models import prunable_parameters
