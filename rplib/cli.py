@@ -1,4 +1,9 @@
-"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config."""
+"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config;
+``rplib config`` lists every config field with its type, default and valid choices.
+
+Every expected failure (a bad value, a missing or malformed file, an unusable run directory)
+ends with one line ``rplib: error: ...`` naming what is wrong, and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -27,33 +32,37 @@ def _densities(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(text: str):
-    import yaml
-
-    return yaml.safe_load(text)
-
-
-def _train(args: argparse.Namespace) -> int:
-    import yaml
-
+def _run_config(config: str | None, sets: list[str] | None):
+    """The RunConfig of ``--config FILE`` (YAML) with ``--set PATH=VALUE`` overrides applied."""
     from .config import RunConfig
-    from .train import run
+    from .fields import load_yaml
 
     data = {}
-    if args.config:
-        with open(args.config) as f:
-            data = yaml.safe_load(f) or {}
+    if config:
+        try:
+            text = open(config).read()
+        except OSError as e:
+            raise ValueError(f"--config {config}: cannot read the file ({e.strerror})") from None
+        data = load_yaml(text, config) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{args.config}: a YAML mapping of config sections was expected")
-    cfg = RunConfig.from_dict(data)
+            raise ValueError(f"{config}: a YAML mapping of config sections was expected, got {type(data).__name__}")
+    try:
+        cfg = RunConfig.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{config}: {e}" if config else str(e)) from None
     changes = {}
-    for item in args.set or []:
+    for item in sets or []:
         if "=" not in item:
             raise ValueError(f"--set takes PATH=VALUE (e.g. sparsity.density=0.1), got {item!r}")
         path, value = item.split("=", 1)
-        changes[path.strip()] = _parse_value(value)
-    if changes:
-        cfg = cfg.with_(changes)
+        changes[path.strip()] = load_yaml(value, f"--set {item}")
+    return cfg.with_(changes) if changes else cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    cfg = _run_config(args.config, args.set)
     result = run(cfg, root=args.root, progress=None if not args.quiet else False)
     m = result.metrics
     print(f"{cfg.model.name} on {cfg.data.name}, {cfg.sparsity.method} density {m['density']:.4f}"
@@ -65,17 +74,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from .config import describe_fields
+
+    if args.config or args.set:
+        from .fields import dump_yaml
+
+        cfg = _run_config(args.config, args.set)
+        print(f"# run {cfg.hash}")
+        print(dump_yaml(cfg.to_dict()))
+        return 0
+    rows = describe_fields()
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+        return 0
+    width = max(len(r["field"]) for r in rows)
+    tw = max(len(r["type"]) for r in rows)
+    for r in rows:
+        choices = f"  choices: {', '.join(r['choices'])}" if r["choices"] else ""
+        print(f"{r['field']:<{width}}  {r['type']:<{tw}}  default {json.dumps(r['default'])}{choices}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .models import available
     from .sparsity import DATA_SCHEMES, SCHEMES
 
-    p = argparse.ArgumentParser(prog="rplib", description=__doc__)
+    p = argparse.ArgumentParser(prog="rplib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("densities", help="per-layer densities of a data-free scheme")
-    d.add_argument("--model", required=True)
+    d.add_argument("--model", required=True, choices=available(), metavar="MODEL",
+                   help=f"network: {', '.join(available())}")
     d.add_argument("--num-classes", type=int, default=10)
     d.add_argument("--in-shape", type=int, nargs="+", help="input shape, e.g. 3 32 32 (default) or 1 40")
     d.add_argument("--density", type=float, required=True, help="kept fraction in (0, 1]")
-    d.add_argument("--scheme", required=True, choices=sorted(set(SCHEMES) - set(DATA_SCHEMES)))
+    data_free = [s for s in SCHEMES if s not in DATA_SCHEMES]
+    d.add_argument("--scheme", required=True, choices=data_free, metavar="SCHEME",
+                   help=f"layer-wise scheme: {', '.join(data_free)}")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(func=_densities)
@@ -89,14 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
     t.set_defaults(func=_train)
+    c = sub.add_parser("config", help="list every config field (type, default, choices), or resolve a config",
+                       description="Without options: every RunConfig field with its type, default and valid "
+                                   "choices. With --config/--set: the resolved config and its run hash, "
+                                   "without training.")
+    c.add_argument("--config", help="YAML file with a (partial) RunConfig")
+    c.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
+    c.add_argument("--json", action="store_true", help="the field list as JSON")
+    c.set_defaults(func=_config)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:
+    except (ValueError, StoreError) as e:
         print(f"rplib: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import CORRUPTIONS, DataConfig
+from . import dst as _dst
+from . import evaluate as _evaluate
+from .data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig
 from .dst import DSTConfig
 from .evaluate import EvalConfig
+from .fields import check_fields, describe_type
 from .sparsity import DATA_SCHEMES, SCHEMES, check_density
 from .store import config_hash
 
 __all__ = ["ModelConfig", "SparsityConfig", "OptimConfig", "RunConfig", "RECIPES", "SPARSE_METHODS", "SANITY_CHECKS",
-           "DEVICES"]
+           "DEVICES", "field_choices", "describe_fields"]
 
 SPARSE_METHODS = ("dense", "random", "snip", "grasp", "synflow", "lottery", "hybrid")
 SANITY_CHECKS = ("none", "rearrange", "shuffle", "reinit")
@@ -30,10 +32,10 @@ SCHEDULES = ("multistep", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _choice(value: Any, valid: typing.Iterable[str], what: str) -> None:
+def _choice(value: Any, valid: typing.Iterable[str], what: str, field: str) -> None:
     valid = tuple(valid)
     if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
+        raise ValueError(f"{field}: unknown {what} {value!r}; valid choices: {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,14 @@ class ModelConfig:
     def __post_init__(self):
         from .models import available
 
-        _choice(self.name, available(), "model")
-        if not (isinstance(self.width, (int, float)) and self.width > 0):
-            raise ValueError(f"model width multiplier must be > 0, got {self.width!r}")
+        check_fields(self)
+        _choice(self.name, available(), "model", "name")
+        if not self.width > 0:
+            raise ValueError(f"width (multiplier) must be > 0, got {self.width!r}")
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
+        if self.hidden is not None and (not self.hidden or min(self.hidden) < 1):
+            raise ValueError(f"hidden must be a non-empty list of widths >= 1, got {list(self.hidden)!r}")
         if self.hidden is not None and self.name != "mlp":
             raise ValueError(f"hidden widths apply to the mlp only, not to {self.name!r}")
 
@@ -93,12 +100,15 @@ class SparsityConfig:
     rewind_epoch: int = 0
 
     def __post_init__(self):
-        _choice(self.method, SPARSE_METHODS, "sparse method")
-        check_density(self.density)
-        _choice(self.scheme, [*SCHEMES, *DATA_SCHEMES], "layer-wise scheme")
-        _choice(self.sanity, SANITY_CHECKS, "sanity check")
-        _choice(self.prune_data, CORRUPTIONS, "pruning-data corruption")
-        object.__setattr__(self, "scheme_options", tuple(sorted((str(k), v) for k, v in dict(self.scheme_options).items())))
+        check_fields(self)
+        _choice(self.method, SPARSE_METHODS, "sparse method", "method")
+        try:
+            check_density(self.density)
+        except ValueError as e:
+            raise ValueError(f"density: {e}") from None
+        _choice(self.scheme, [*SCHEMES, *DATA_SCHEMES], "layer-wise scheme", "scheme")
+        _choice(self.sanity, SANITY_CHECKS, "sanity check", "sanity")
+        _choice(self.prune_data, CORRUPTIONS, "pruning-data corruption", "prune_data")
         if self.method == "dense":
             if self.density != 1.0:
                 raise ValueError(f"method 'dense' needs density 1.0, got {self.density}; use method 'random' (or another)")
@@ -109,7 +119,7 @@ class SparsityConfig:
             raise ValueError(f"prune_data={self.prune_data!r} only applies to data-dependent masks "
                              "(method snip/grasp, or method random with scheme snip/grasp)")
         for name in ("prune_samples_per_class", "prune_batches", "lottery_rounds"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.rewind_epoch < 0:
             raise ValueError(f"rewind_epoch must be >= 0, got {self.rewind_epoch}")
@@ -141,25 +151,25 @@ class OptimConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self):
-        _choice(self.schedule, SCHEDULES, "learning-rate schedule")
-        if int(self.epochs) < 1:
+        check_fields(self)
+        _choice(self.schedule, SCHEDULES, "learning-rate schedule", "schedule")
+        if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov needs momentum > 0")
+            raise ValueError("nesterov=true needs momentum > 0, got momentum 0")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
-        ms = tuple(self.milestones)
-        object.__setattr__(self, "milestones", ms)
+        ms = self.milestones
         fractions = all(0 < m < 1 for m in ms)
         epochs = all(float(m).is_integer() and m >= 1 for m in ms)
         if ms and not (fractions or epochs):
@@ -184,7 +194,7 @@ class OptimConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> OptimConfig:
         """A paper's recipe (REFERENCE.md section 4) with optional overrides."""
-        _choice(name, RECIPES, "recipe")
+        _choice(name, RECIPES, "recipe", "recipe")
         return dataclasses.replace(RECIPES[name], **overrides)
 
 
@@ -207,27 +217,27 @@ RECIPES: dict[str, OptimConfig] = {
 }
 
 
-def _from_value(tp: Any, value: Any) -> Any:
-    """Build a (nested) dataclass field value from plain JSON/YAML data."""
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return _build(tp, value)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _from_value(args[0], value)
-    if origin is tuple and isinstance(value, (list, tuple)):
-        inner = typing.get_args(tp)[0]  # tuple[T, ...]; scheme_options' inner pairs come back as lists too
-        return tuple(tuple(v) if isinstance(v, list) else _from_value(inner, v) for v in value)
-    return value
-
-
-def _build(cls: type, data: dict[str, Any]) -> Any:
+def _build(cls: type, data: Any, path: str = "") -> Any:
+    """``cls`` from a mapping; errors inside a section are prefixed with its dotted path (``optim.lr ...``)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.rstrip('.') or 'the config'} must be a mapping of {cls.__name__} fields, "
+                         f"got {data!r} ({type(data).__name__})")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     bad = sorted(set(data) - set(names))
     if bad:
-        raise ValueError(f"unknown field(s) {bad} for {cls.__name__}; valid fields: {names}")
-    return cls(**{k: _from_value(hints[k], v) for k, v in data.items()})
+        raise ValueError(f"{path}{bad[0]}: unknown field{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
+                         f"in {cls.__name__}; valid fields: {', '.join(names)}")
+    values = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            values[k] = _build(hints[k], v, f"{path}{k}.")
+        else:
+            values[k] = v
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ValueError(f"{path}{e}") from None
 
 
 @dataclass(frozen=True)
@@ -244,8 +254,9 @@ class RunConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        _choice(self.device, DEVICES, "device")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        check_fields(self)
+        _choice(self.device, DEVICES, "device", "device")
+        if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.dst.enabled and not self.sparsity.sparse:
             raise ValueError("dynamic sparse training needs a sparse starting mask; set sparsity.method (e.g. 'random')")
@@ -279,3 +290,47 @@ class RunConfig:
                 raise ValueError(f"unknown config path {path!r}; valid: {sorted(target)}")
             target[[node, *keys][-1]] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return RunConfig.from_dict(d)
+
+
+def field_choices() -> dict[str, tuple[str, ...]]:
+    """The valid choices of every config field that takes a name (dotted path -> choices)."""
+    from .models import available
+
+    return {
+        "data.name": DATASETS,
+        "model.name": tuple(available()),
+        "sparsity.method": SPARSE_METHODS,
+        "sparsity.scheme": (*SCHEMES, *DATA_SCHEMES),
+        "sparsity.sanity": SANITY_CHECKS,
+        "sparsity.prune_data": CORRUPTIONS,
+        "dst.drop": ("none", *_dst.DROP_CRITERIA),
+        "dst.grow": _dst.GROWTH,
+        "dst.schedule": _dst.SCHEDULES,
+        "dst.update_when": _dst.UPDATE_WHEN,
+        "dst.scope": _dst.SCOPES,
+        "optim.schedule": SCHEDULES,
+        "eval.ood_score": _evaluate.OOD_SCORES,
+        "eval.attacks": _evaluate.ATTACKS,
+        "eval.ood": tuple(sorted({s for sets in OOD_SETS.values() for s in sets})),
+        "device": DEVICES,
+    }
+
+
+def describe_fields() -> list[dict[str, Any]]:
+    """Every field of :class:`RunConfig`: dotted path, type, default and valid choices (``rplib config``)."""
+    choices = field_choices()
+    rows: list[dict[str, Any]] = []
+
+    def walk(cls: type, instance: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            value = getattr(instance, f.name)
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], value, f"{prefix}{f.name}.")
+                continue
+            default = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
+            rows.append({"field": f"{prefix}{f.name}", "type": describe_type(hints[f.name]), "default": default,
+                         "choices": list(choices.get(f"{prefix}{f.name}", ()))})
+
+    walk(RunConfig, RunConfig(), "")
+    return rows

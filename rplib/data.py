@@ -39,6 +39,8 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets.folder import default_loader
 
+from .fields import check_fields
+
 __all__ = [
     "DATASETS",
     "OOD_SETS",
@@ -93,20 +95,17 @@ class DataConfig:
     augment: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset {self.name!r}; valid datasets: {', '.join(DATASETS)}")
-        if not isinstance(self.root, str) or not self.root:
+            raise ValueError(f"name: unknown dataset {self.name!r}; valid datasets: {', '.join(DATASETS)}")
+        if not self.root:
             raise ValueError(f"root must be a non-empty path string, got {self.root!r}")
-        for flag in ("download", "augment"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
-        if not _is_int(self.num_samples) or self.num_samples < 10:
+        if self.num_samples < 10:
             raise ValueError(f"num_samples must be an integer >= 10 (one example per MNIST-1D class), "
                              f"got {self.num_samples!r}")
-        frac = self.val_fraction
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0.0 <= frac < 1.0):
-            raise ValueError(f"val_fraction must be in [0, 1), got {frac!r}")
-        if not _is_int(self.split_seed) or self.split_seed < 0:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.split_seed < 0:
             raise ValueError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
         if self.name == "imagenet" and self.download:
             raise ValueError("imagenet cannot be downloaded: place ImageFolder trees at root/train and root/val "
@@ -336,7 +335,7 @@ def _missing_files(name: str, root: str, download: bool, split: str) -> tuple[Pa
     missing = [f.name for f in files if not f.is_file()]
     if missing and not download:
         raise ValueError(f"{name} files not found in {folder} (missing: {', '.join(missing)}); pass "
-                         f"download=True (DataConfig(download=True), or --download on the command line) to fetch them")
+                         f"download=True (DataConfig(download=True); rplib train --set data.download=true) to fetch them")
     return folder, missing
 
 

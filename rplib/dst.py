@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .models import prunable_parameters
+from .fields import check_fields
 from .sparsity import Mask
 
 __all__ = [
@@ -350,10 +351,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 @dataclass(frozen=True)
 class DSTConfig:
     """One DST algorithm: drop criterion x growth criterion x drop-fraction schedule x update period.
@@ -375,22 +372,21 @@ class DSTConfig:
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         choices = {"drop": ("none", *DROP_CRITERIA), "grow": GROWTH, "schedule": SCHEDULES,
                    "update_when": UPDATE_WHEN, "scope": SCOPES}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise ValueError(f"unknown DST {name} {getattr(self, name)!r}; valid choices: {', '.join(valid)}")
-        if not _is_number(self.alpha) or not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"DST alpha (initial drop fraction) must be in (0, 1], got {self.alpha!r}")
-        if not _is_number(self.end_fraction) or not 0.0 < self.end_fraction <= 1.0:
-            raise ValueError(f"DST end_fraction (T_end / total steps) must be in (0, 1], got {self.end_fraction!r}")
-        if isinstance(self.update_period, bool) or not isinstance(self.update_period, int) or self.update_period < 1:
-            raise ValueError(f"DST update_period (Delta T, optimizer steps) must be an integer >= 1, "
+                raise ValueError(f"{name}: unknown DST {name} {getattr(self, name)!r}; valid choices: {', '.join(valid)}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"alpha (initial drop fraction) must be in (0, 1], got {self.alpha!r}")
+        if not 0.0 < self.end_fraction <= 1.0:
+            raise ValueError(f"end_fraction (T_end / total steps) must be in (0, 1], got {self.end_fraction!r}")
+        if self.update_period < 1:
+            raise ValueError(f"update_period (Delta T, optimizer steps) must be an integer >= 1, "
                              f"got {self.update_period!r}")
-        if not isinstance(self.reset_momentum, bool):
-            raise ValueError(f"DST reset_momentum must be True or False, got {self.reset_momentum!r}")
-        if not _is_number(self.gamma) or not math.isfinite(self.gamma) or self.gamma < 0:
-            raise ValueError(f"DST gamma (MEST gradient weight) must be a finite number >= 0, got {self.gamma!r}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma (MEST gradient weight) must be a finite number >= 0, got {self.gamma!r}")
 
     @property
     def enabled(self) -> bool:

@@ -33,6 +33,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import Tensor, nn
 
 from . import data
+from .fields import check_fields
 from .models import prunable_parameters
 from .sparsity import Mask
 
@@ -66,27 +67,19 @@ class EvalConfig:
     grad_flow: bool = False
 
     def __post_init__(self) -> None:
-        for f in ("ood", "attacks", "epsilons"):  # lists (e.g. from JSON) become tuples
-            v = getattr(self, f)
-            if isinstance(v, str) or not isinstance(v, Sequence):
-                raise ValueError(f"EvalConfig.{f} must be a sequence, got {v!r}")
-            object.__setattr__(self, f, tuple(v))
+        check_fields(self)
         if self.ood_score not in OOD_SCORES:
-            raise ValueError(f"unknown OoD score {self.ood_score!r}; valid scores: {', '.join(OOD_SCORES)}")
+            raise ValueError(f"ood_score: unknown OoD score {self.ood_score!r}; valid scores: {', '.join(OOD_SCORES)}")
         bad = [a for a in self.attacks if a not in ATTACKS]
         if bad:
-            raise ValueError(f"unknown attack(s) {bad}; valid attacks: {', '.join(ATTACKS)}")
+            raise ValueError(f"attacks: unknown attack(s) {bad}; valid attacks: {', '.join(ATTACKS)}")
         object.__setattr__(self, "epsilons", tuple(_check_eps(e) for e in self.epsilons))
-        if not isinstance(self.pgd_steps, int) or isinstance(self.pgd_steps, bool) or self.pgd_steps < 1:
+        if self.pgd_steps < 1:
             raise ValueError(f"pgd_steps must be an integer >= 1, got {self.pgd_steps!r}")
-        if self.pgd_step_size is not None and not (_is_real(self.pgd_step_size) and self.pgd_step_size > 0):
+        if self.pgd_step_size is not None and not self.pgd_step_size > 0:
             raise ValueError(f"pgd_step_size must be None or a finite number > 0, got {self.pgd_step_size!r}")
-        n = self.attack_examples
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        if self.attack_examples < 1:
             raise ValueError(f"attack_examples must be an integer >= 1, got {self.attack_examples!r}")
-        for f in ("calibration", "pgd_random_start", "grad_flow"):
-            if not isinstance(getattr(self, f), bool):
-                raise ValueError(f"EvalConfig.{f} must be a bool, got {getattr(self, f)!r}")
 
     def check_data(self, data_name: str) -> None:
         """Raise ``ValueError`` unless every OoD set is valid for ``data_name`` (``rplib.data.OOD_SETS``)."""

@@ -191,6 +191,8 @@ def provenance(profile: str | None = None, run_hashes: Iterable[str] = ()) -> pd
     """
     import torch
 
+    from .train import run_threads
+
     hashes = sorted(set(run_hashes))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU: {_cpu_model()}"
     rows = {
@@ -201,7 +203,7 @@ def provenance(profile: str | None = None, run_hashes: Iterable[str] = ()) -> pd
         "numpy": np.__version__,
         "rplib": _version("rplib"),
         "device": device,
-        "threads": str(torch.get_num_threads()),
+        "threads": f"{run_threads()} per run (RPLIB_THREADS)",
         "platform": f"{platform.system()} {platform.machine()}",
         "runs": f"{len(hashes)}: {', '.join(hashes)}" if hashes else "0",
     }

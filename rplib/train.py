@@ -4,17 +4,26 @@
 unfinished run directory is resumed from its last epoch checkpoint and ends with exactly the
 metrics of an uninterrupted run on CPU (every epoch's randomness derives from ``(seed, epoch)``).
 The test set is evaluated once, after the final epoch; nothing is selected on it.
+
+Reproducibility: every run trains with a fixed number of intra-op threads (``RPLIB_THREADS``,
+default 1), whatever machine or executor it runs on, and records it in its metrics. On CPU the
+same config, seed, torch version and thread count give bit-identical masks and metrics; the
+parallelism of a grid comes from running several runs at once (:mod:`rplib.executors`), not from
+threads inside one run. On GPU, masks are identical and metrics agree up to the non-determinism
+of CUDA kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import dataclasses
 import os
+import pickle
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +39,12 @@ from .dst import DynamicSparsity
 from .models import build, prunable_parameters
 from .pruning import magnitude_scores, mask_from_scores, score
 from .sparsity import Mask, layerwise_densities, random_mask
-from .store import RunDir, atomic_torch_save, atomic_write_json, default_root, read_json
+from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
 
-__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops"]
+__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops", "run_threads"]
+
+_REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
+_CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step")
 
 
 @dataclass
@@ -46,7 +58,23 @@ class Result:
 
     @classmethod
     def load(cls, rd: RunDir) -> Result:
-        return cls(RunConfig.from_dict(read_json(rd.config)), read_json(rd.metrics), read_json(rd.history), rd.path)
+        """The finished run in ``rd``, refusing a config that does not hash to the directory or incomplete metrics."""
+        recover = f"delete {rd.path} (rm -r) to train the run again"
+        try:
+            config = RunConfig.from_dict(read_json(rd.config))
+        except ValueError as e:
+            raise StoreError(f"{rd.config}: not a valid config ({e}); {recover}") from None
+        if config.hash != rd.hash:
+            raise StoreError(f"{rd.config} hashes to {config.hash}, not to its directory {rd.hash}: the file was "
+                             f"edited or belongs to another run; {recover}")
+        metrics = read_json(rd.metrics)
+        missing = [k for k in _REQUIRED_METRICS if not isinstance(metrics, dict) or k not in metrics]
+        if missing:
+            raise StoreError(f"{rd.metrics} lacks {', '.join(missing)}: delete that file to re-run the evaluation "
+                             f"from the last checkpoint, or {recover}")
+        if metrics["hash"] != rd.hash:
+            raise StoreError(f"{rd.metrics} belongs to run {metrics['hash']}, not {rd.hash}; {recover}")
+        return cls(config, metrics, read_json(rd.history), rd.path)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,6 +83,41 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for but no CUDA GPU is available; use device 'cpu' or 'auto'")
     return torch.device(name)
+
+
+def run_threads() -> int:
+    """The intra-op thread count every run trains with: ``RPLIB_THREADS`` (default 1)."""
+    text = os.environ.get("RPLIB_THREADS", "1")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"RPLIB_THREADS must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _load_checkpoint(rd: RunDir, device: torch.device) -> dict[str, Any] | None:
+    """The last epoch checkpoint of an unfinished run (tensors and plain data only: ``weights_only``)."""
+    if not rd.checkpoint.is_file():
+        return None
+    try:
+        ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+    else:
+        missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        if not missing:
+            return ckpt
+        problem = f"lacks {', '.join(missing)}"
+    raise StoreError(f"{rd.checkpoint} cannot be used ({problem}): delete it to restart this unfinished run "
+                     f"from scratch (rm {rd.checkpoint})")
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -248,8 +311,7 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     return mask.to(next(model.parameters()).device), model
 
 
-def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
-    device = resolve_device(cfg.device)
+def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> Result:
     t0 = time.perf_counter()
     bundle = rdata.load(cfg.data, device)
     with torch.random.fork_rng(devices=[]):
@@ -261,7 +323,7 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
     trainer = _Trainer(cfg, bundle, device)
     o = cfg.optim
 
-    ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=False) if rd.checkpoint.is_file() else None
+    ckpt = _load_checkpoint(rd, device)
     if ckpt is None:
         mask, model = _make_mask(cfg, model, trainer, bundle)
     else:
@@ -316,7 +378,7 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result:
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
                                "epochs": o.epochs, "steps": step, "device": str(device),
-                               "torch": torch.__version__, "hash": rd.hash}
+                               "torch": torch.__version__, "threads": torch.get_num_threads(), "hash": rd.hash}
     if bundle.val is not None:
         metrics["val_accuracy"] = history[-1]["val_accuracy"]
     metrics |= _param_counts(model, mask)
@@ -346,11 +408,15 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
     rd = RunDir(root if root is not None else default_root(), config.hash)
     if rd.finished():
         return Result.load(rd)
+    device = resolve_device(config.device)  # before anything is written
+    threads = run_threads()
     with rd.lock():
         if rd.finished():
             return Result.load(rd)
+        rd.remove_temporary_files()
         atomic_write_json(rd.config, config.to_dict())
-        return _train(config, rd, _show_progress(progress))
+        with _intra_op_threads(threads):
+            return _train(config, rd, device, _show_progress(progress))
 
 
 def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None) -> list[Result]:

@@ -171,7 +171,7 @@ def test_missing_files_error_names_folder_and_download(tmp_path, name, folder):
     with pytest.raises(ValueError) as e:
         load(DataConfig(name, root=str(tmp_path)))
     msg = str(e.value)
-    assert str(tmp_path / folder) in msg and "download=True" in msg and "--download" in msg
+    assert str(tmp_path / folder) in msg and "download=True" in msg and "--set data.download=true" in msg
 
 
 def test_download_flag_calls_torchvision_with_its_checksums(tmp_path, monkeypatch):

@@ -327,7 +327,7 @@ def test_evaluate_on_real_digits_bundle():
     ({"pgd_steps": 0}, "pgd_steps"),
     ({"pgd_step_size": 0.0}, "pgd_step_size"),
     ({"attack_examples": 0}, "attack_examples"),
-    ({"ood": "cifar100"}, "sequence"),
+    ({"ood": "cifar100"}, "ood must be a list of str"),
 ])
 def test_eval_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):

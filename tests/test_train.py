@@ -44,7 +44,7 @@ def test_dense_cnn1d_learns(tmp_path):
 def test_static_sparse_keeps_pruned_weights_zero(tmp_path):
     cfg = small(**{"sparsity.method": "random", "sparsity.density": 0.2, "sparsity.scheme": "erk"})
     res = train.run(cfg, root=tmp_path)
-    state = torch.load(res.path / "checkpoint.pt", weights_only=False)
+    state = torch.load(res.path / "checkpoint.pt", weights_only=True)
     mask = state["mask"]
     assert all(torch.equal(mask[k], state["initial_mask"][k]) for k in mask)
     n_kept = sum(int(m.sum()) for m in mask.values())
@@ -90,7 +90,7 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(root)])
     deadline = time.time() + 120
     while time.time() < deadline:
-        if rd.checkpoint.is_file() and torch.load(rd.checkpoint, weights_only=False)["epoch"] >= 2:
+        if rd.checkpoint.is_file() and torch.load(rd.checkpoint, weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -149,7 +149,7 @@ def test_dst_run_changes_topology_and_learns(tmp_path):
     cfg = small(**{"sparsity.method": "random", "sparsity.density": 0.2, "optim.epochs": 4})
     cfg = cfg.with_({"dst": DSTConfig(drop="magnitude", grow="gradient", alpha=0.3, update_period=10)})
     res = train.run(cfg, root=tmp_path)
-    state = torch.load(res.path / "checkpoint.pt", weights_only=False)
+    state = torch.load(res.path / "checkpoint.pt", weights_only=True)
     changed = sum(int((state["mask"][k] != state["initial_mask"][k]).sum()) for k in state["mask"])
     assert changed > 0
     for k in state["mask"]:
