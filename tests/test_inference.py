@@ -103,7 +103,7 @@ def test_byte_counts_follow_the_formulas():
         assert row.csr == 4 * kept + idx * kept + idx * (out + 1)
         assert row.bitmask == math.ceil(n / 8) + 4 * kept
         w = (model.get_submodule(name).weight.detach() * m).numpy()
-        assert row.dense_zlib == len(zlib.compress(w.tobytes(), 9))
+        assert row.dense_zlib == len(zlib.compress(w.tobytes(), 6))
     total = bc.loc["total"]
     assert total.kept == mask.kept() and total.n == mask.numel()
     assert total.density == pytest.approx(mask.density())
@@ -128,6 +128,8 @@ def test_bad_inputs_give_clear_errors():
         export(nn.Linear(3, 3), Mask({"fc.weight": torch.ones(3, 3)}))
     with pytest.raises(TypeError, match="mask must be an rplib.sparsity.Mask"):
         export(nn.Linear(3, 3), {"weight": torch.ones(3, 3)})
+    with pytest.raises(ValueError, match="zlib level must be an integer 0..9, got 10"):
+        byte_counts(same, random_mask(same, {"weight": 0.5}, seed=0), level=10)
     with pytest.raises(ValueError, match="threads must be an integer >= 1, got 0"):
         with num_threads(0):
             pass
@@ -178,3 +180,24 @@ def test_layer_sweep_and_crossover():
     rows.loc[rows.density == 0.01, "log_speedup"] = -1.0  # not faster at the lowest density: no crossover
     assert math.isnan(crossover_density(rows))
     assert crossover_density(rows.assign(log_speedup=1.0)) == 0.5
+
+
+def test_claim_setting_is_the_declared_claim_and_is_measured_as_declared():
+    from rplib.claims import CLAIMS
+    from rplib.inference import CLAIM_SETTING, claim_effects
+
+    effect = CLAIMS["sparse_faster_at_005"].effect
+    assert "ResNet-20" in effect and f"density {CLAIM_SETTING['density']}" in effect
+    assert f"batch {CLAIM_SETTING['batch']}, {CLAIM_SETTING['threads']} thread" in effect
+    df = claim_effects(repeats=2, min_time=0.0)
+    assert len(df) == 2 and set(df.variant) == {0.05} and set(df.batch) == {1} and set(df.threads) == {1}
+
+
+def test_build_masked_draws_erk_masks_per_density():
+    from rplib.inference import build_masked
+
+    model, masks = build_masked("cnn1d", [0.2, 0.05])
+    assert list(masks) == [0.2, 0.05]
+    assert masks[0.05].kept() == round(0.05 * masks[0.05].numel())
+    with pytest.raises(ValueError, match="unknown network 'lenet'; valid networks: mlp, cnn1d"):
+        build_masked("lenet", [0.1])
