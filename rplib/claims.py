@@ -1,0 +1,198 @@
+"""Claims as data, decided by rules fixed before the data exist.
+
+A :class:`Claim` states what a paper found, which effect measures it, the sign the paper
+predicts and the rule that turns measurements into a verdict. :data:`CLAIMS` declares every
+claim the book tests; the chapters compute per-seed (or per-repeat) *paired* effects and call
+:func:`decide`, which returns a :class:`Verdict` from a 95% Student-t interval of their mean:
+
+``difference`` claims
+    *agrees* when the interval excludes zero on the predicted side (``direction``), *disagrees*
+    when it excludes zero on the other side, *inconclusive* otherwise.
+``equivalence`` claims
+    *agrees* when the whole interval lies inside ``[-margin, margin]``, *disagrees* when the
+    whole interval lies outside it (entirely below ``-margin`` or above ``margin``),
+    *inconclusive* otherwise.
+
+Degenerate samples: with fewer than two effects there is no interval; the verdict is
+*inconclusive* with ``low = high = nan``. With two or more identical effects the sample
+variance is zero and the interval collapses to the mean (``low = high = estimate``); the rules
+above then apply to that single point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "decide", "verdict_table"]
+
+KINDS = ("difference", "equivalence")
+VERDICTS = ("agrees", "disagrees", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper finding and the rule that decides it.
+
+    ``effect`` says what one measurement is (one number per seed or repeat, paired where the
+    comparison is paired); ``direction`` is the sign the paper predicts for a ``difference``
+    claim (+1 or -1); ``margin`` is the equivalence half-width for an ``equivalence`` claim,
+    in ``unit``.
+    """
+
+    id: str
+    chapter: str
+    statement: str
+    paper_finding: str
+    effect: str
+    direction: int
+    kind: str
+    margin: float
+    unit: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id!r}: unknown kind {self.kind!r}; valid kinds: {', '.join(KINDS)}")
+        if self.direction not in (1, -1):
+            raise ValueError(f"claim {self.id!r}: direction must be +1 or -1, got {self.direction!r}")
+        if self.kind == "equivalence" and not (self.margin > 0 and math.isfinite(self.margin)):
+            raise ValueError(f"claim {self.id!r}: an equivalence claim needs a finite margin > 0, got {self.margin!r}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one claim: mean effect, its 95% t-interval, the number of effects and the verdict."""
+
+    claim: str
+    estimate: float
+    low: float
+    high: float
+    n: int
+    verdict: str
+
+
+def _interval(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of the mean; (mean, nan, nan) for n < 2; (mean, mean, mean) for zero variance."""
+    mean = float(np.mean(x)) if x.size else math.nan
+    if x.size < 2:
+        return mean, math.nan, math.nan
+    if np.all(x == x[0]):
+        return mean, mean, mean
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    return mean, float(ci.low), float(ci.high)
+
+
+def decide(claim: Claim, effects: Sequence[float] | Iterable[float]) -> Verdict:
+    """Decide ``claim`` from its paired effects (one per seed or repeat) by the rule in the module docstring."""
+    if not isinstance(claim, Claim):
+        raise TypeError(f"decide needs a Claim (e.g. rplib.claims.CLAIMS[...]), got {type(claim).__name__}")
+    x = np.asarray(list(effects), dtype=float).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"claim {claim.id!r}: effects must be finite numbers, got {x[~np.isfinite(x)][:5].tolist()}")
+    estimate, low, high = _interval(x)
+    if x.size < 2:
+        verdict = "inconclusive"
+    elif claim.kind == "difference":
+        lo, hi = sorted((claim.direction * low, claim.direction * high))
+        verdict = "agrees" if lo > 0 else "disagrees" if hi < 0 else "inconclusive"
+    else:
+        m = claim.margin
+        verdict = ("agrees" if -m <= low and high <= m
+                   else "disagrees" if high < -m or low > m else "inconclusive")
+    return Verdict(claim.id, estimate, low, high, int(x.size), verdict)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if math.isnan(v) else f"{v:.3g}"
+
+
+def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
+    """One row per verdict: the claim's statement, ``mean [low, high]`` as one string, unit, rule, n, verdict."""
+    claims = CLAIMS if claims is None else claims
+    rows = []
+    for v in verdicts:
+        c = claims.get(v.claim)
+        rule = ("" if c is None else f"CI excludes 0, sign {c.direction:+d}" if c.kind == "difference"
+                else f"CI inside ±{c.margin:g}")
+        rows.append({"claim": v.claim, "statement": "" if c is None else c.statement,
+                     "effect, mean [95% CI]": f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]",
+                     "unit": "" if c is None else c.unit, "rule": rule, "n": v.n, "verdict": v.verdict})
+    columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict"]
+    return pd.DataFrame(rows, columns=columns).set_index("claim")
+
+
+def _claims(*items: Claim) -> dict[str, Claim]:
+    return {c.id: c for c in items}
+
+
+#: Every claim the book tests, declared before any data (REFERENCE.md section 7 and the inference chapter).
+#: Section 7's OoD/calibration/robustness statement and its rearrange/corrupted-data sanity check are
+#: split into one claim per measured effect, since each claim has one effect and one margin.
+CLAIMS: dict[str, Claim] = _claims(
+    Claim("scaling_gap_shrinks", "02_scaling",
+          "At a fixed sparsity the gap between random sparse and dense training shrinks as networks grow",
+          "Liu et al. 2022: random ERK networks close the gap to dense as depth and width grow",
+          "per-seed least-squares slope of (dense - sparse test accuracy, points) against log2 of depth or width",
+          -1, "difference", 0.0, "points per doubling"),
+    Claim("erk_beats_uniform", "03_schemes",
+          "ERK layer-wise ratios beat uniform ones at high sparsity",
+          "Liu et al. 2022: ERK-style ratios beat uniform at sparsity >= 0.9",
+          "per-seed paired difference ERK - uniform test accuracy at the highest tested sparsity, points",
+          +1, "difference", 0.0, "points"),
+    Claim("sparse_matches_dense_ood", "06_ood_calibration_robustness",
+          "Random sparse networks detect out-of-distribution inputs as well as dense ones",
+          "Liu et al. 2022: sparse networks match and often beat dense ones on OoD detection",
+          "per-seed paired difference sparse - dense OoD AUROC (max-softmax score), points (AUROC x 100)",
+          +1, "equivalence", 1.0, "AUROC points"),
+    Claim("sparse_matches_dense_calibration", "06_ood_calibration_robustness",
+          "Random sparse networks are as well calibrated as dense ones",
+          "Liu et al. 2022: sparse networks match and often beat dense ones on calibration",
+          "per-seed paired difference sparse - dense expected calibration error (15 bins)",
+          -1, "equivalence", 0.01, "ECE"),
+    Claim("sparse_matches_dense_robustness", "06_ood_calibration_robustness",
+          "Random sparse networks are as robust to adversarial examples as dense ones",
+          "Liu et al. 2022: sparse networks match and often beat dense ones on adversarial robustness",
+          "per-seed paired difference sparse - dense accuracy under the chapter's attack, points",
+          +1, "equivalence", 1.0, "points"),
+    Claim("rearrange_costs_nothing", "04_sanity_checks",
+          "Layer-wise rearranging a SNIP/GraSP mask costs no accuracy",
+          "Su et al. 2020: only the layer-wise ratios of SNIP/GraSP masks matter",
+          "per-seed paired difference rearranged - original mask test accuracy, points",
+          +1, "equivalence", 1.0, "points"),
+    Claim("corrupted_data_costs_nothing", "04_sanity_checks",
+          "Pruning on corrupted data (random labels or pixels) costs no accuracy",
+          "Su et al. 2020: SNIP/GraSP masks pruned on corrupted data train as well",
+          "per-seed paired difference corrupted - clean pruning data test accuracy, points",
+          +1, "equivalence", 1.0, "points"),
+    Claim("smart_ratio_matches_pruning", "04_sanity_checks",
+          "Data-free smart ratios match SNIP/GraSP masks",
+          "Su et al. 2020: random tickets with smart ratios match or beat SNIP and GraSP",
+          "per-seed paired difference smart ratio - best of SNIP/GraSP test accuracy, points",
+          +1, "equivalence", 1.0, "points"),
+    Claim("drop_criteria_alike", "05_dst_criteria",
+          "Most drop criteria of dynamic sparse training perform alike",
+          "Nowak et al. 2023: most criteria perform alike",
+          "per-seed difference best - median criterion test accuracy, points",
+          +1, "equivalence", 1.0, "points"),
+    Claim("magnitude_best_low_density", "05_dst_criteria",
+          "At low density plain magnitude is the best drop criterion",
+          "Nowak et al. 2023: at low density magnitude is usually best",
+          "per-seed paired difference magnitude - best other criterion test accuracy at the lowest density, points",
+          +1, "difference", 0.0, "points"),
+    Claim("dst_beats_static", "05_dst_criteria",
+          "Dynamic sparse training beats static sparse training at the same density",
+          "Nowak et al. 2023 (and RigL, SET): DST beats a fixed random mask",
+          "per-seed paired difference DST (magnitude drop, random growth) - static test accuracy, points",
+          +1, "difference", 0.0, "points"),
+    Claim("sparse_faster_at_005", "08_sparse_inference",
+          "A random ERK mask at density 0.05 runs faster than dense on CPU",
+          "None of the papers measures it; they count parameters and FLOPs",
+          "per-repeat log speedup ln(t_dense / t_sparse), ResNet-20 (CIFAR 3x32x32) end to end, ERK density 0.05 "
+          "exported to CSR, batch 1, 1 thread, dense and sparse repeats interleaved",
+          +1, "difference", 0.0, "log ratio"),
+)

@@ -1,0 +1,101 @@
+"""Claims are decided by their declared rule from a 95% t-interval over paired effects."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from rplib.claims import CLAIMS, Claim, Verdict, decide, verdict_table
+
+DIFF = Claim("d", "ch", "s", "p", "e", +1, "difference", 0.0, "points")
+EQUIV = Claim("q", "ch", "s", "p", "e", +1, "equivalence", 1.0, "points")
+
+
+def effects(mean: float, sd: float = 1.0, n: int = 10, seed: int = 0) -> np.ndarray:
+    """n values with exactly the given sample mean and standard deviation."""
+    z = np.random.default_rng(seed).standard_normal(n)
+    return mean + sd * (z - z.mean()) / z.std(ddof=1)
+
+
+@pytest.mark.parametrize("mean, expected", [(5.0, "agrees"), (-5.0, "disagrees"), (0.0, "inconclusive")])
+def test_difference_follows_the_sign_of_the_interval(mean, expected):
+    assert decide(DIFF, effects(mean)).verdict == expected
+
+
+@pytest.mark.parametrize("mean, expected", [(5.0, "disagrees"), (-5.0, "agrees"), (0.0, "inconclusive")])
+def test_direction_minus_one_flips_the_verdict(mean, expected):
+    assert decide(dataclasses.replace(DIFF, direction=-1), effects(mean)).verdict == expected
+
+
+@pytest.mark.parametrize("mean, sd, expected", [
+    (0.0, 0.3, "agrees"),        # whole interval inside [-1, 1]
+    (5.0, 0.3, "disagrees"),     # whole interval above 1
+    (-5.0, 0.3, "disagrees"),    # whole interval below -1
+    (0.9, 1.0, "inconclusive"),  # straddles the margin
+    (0.0, 5.0, "inconclusive"),  # too wide to tell
+])
+def test_equivalence_compares_the_interval_with_the_margin(mean, sd, expected):
+    assert decide(EQUIV, effects(mean, sd)).verdict == expected
+
+
+def test_interval_is_scipys_t_interval_of_the_mean():
+    x = effects(0.7, 2.0, n=7, seed=3)
+    v = decide(DIFF, x)
+    ci = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert v.n == 7 and v.estimate == pytest.approx(0.7)
+    assert (v.low, v.high) == pytest.approx(ci)
+    assert v.low < v.estimate < v.high
+
+
+def test_a_single_effect_is_inconclusive_with_no_interval():
+    v = decide(DIFF, [10.0])
+    assert v.verdict == "inconclusive" and v.n == 1 and v.estimate == 10.0
+    assert math.isnan(v.low) and math.isnan(v.high)
+    assert decide(EQUIV, []).verdict == "inconclusive"
+
+
+def test_zero_variance_collapses_the_interval_to_the_mean():
+    v = decide(DIFF, [2.0, 2.0, 2.0])
+    assert (v.low, v.estimate, v.high) == (2.0, 2.0, 2.0) and v.verdict == "agrees"
+    assert decide(DIFF, [0.0, 0.0]).verdict == "inconclusive"
+    assert decide(EQUIV, [0.5, 0.5]).verdict == "agrees"
+    assert decide(EQUIV, [1.5, 1.5]).verdict == "disagrees"
+
+
+def test_bad_inputs_give_clear_errors():
+    with pytest.raises(ValueError, match="unknown kind 'same'; valid kinds: difference, equivalence"):
+        dataclasses.replace(DIFF, kind="same")
+    with pytest.raises(ValueError, match="direction must be"):
+        dataclasses.replace(DIFF, direction=0)
+    with pytest.raises(ValueError, match="finite margin > 0"):
+        dataclasses.replace(EQUIV, margin=0.0)
+    with pytest.raises(ValueError, match="effects must be finite"):
+        decide(DIFF, [1.0, float("nan")])
+    with pytest.raises(TypeError, match="needs a Claim"):
+        decide("erk_beats_uniform", [1.0, 2.0])
+
+
+def test_registry_declares_the_book_claims():
+    ids = {"scaling_gap_shrinks", "erk_beats_uniform", "sparse_matches_dense_ood", "sparse_matches_dense_calibration",
+           "sparse_matches_dense_robustness", "rearrange_costs_nothing", "corrupted_data_costs_nothing",
+           "smart_ratio_matches_pruning", "drop_criteria_alike", "magnitude_best_low_density", "dst_beats_static",
+           "sparse_faster_at_005"}
+    assert set(CLAIMS) == ids
+    assert all(k == c.id for k, c in CLAIMS.items())
+    assert CLAIMS["scaling_gap_shrinks"].direction == -1
+    assert all(c.margin > 0 for c in CLAIMS.values() if c.kind == "equivalence")
+
+
+def test_verdict_table_has_one_interval_string_per_claim():
+    vs = [decide(CLAIMS["erk_beats_uniform"], [1.0, 2.0, 3.0]), Verdict("sparse_faster_at_005", 1.0, math.nan,
+                                                                        math.nan, 1, "inconclusive")]
+    t = verdict_table(vs)
+    assert list(t.index) == ["erk_beats_uniform", "sparse_faster_at_005"]
+    assert t.loc["erk_beats_uniform", "effect, mean [95% CI]"] == "2 [-0.484, 4.48]"
+    assert t.loc["sparse_faster_at_005", "effect, mean [95% CI]"] == "1 [nan, nan]"
+    assert t.loc["erk_beats_uniform", "verdict"] == "inconclusive"
+    assert t.loc["erk_beats_uniform", "statement"] == CLAIMS["erk_beats_uniform"].statement
