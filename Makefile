@@ -5,16 +5,24 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 export MPLBACKEND := Agg
 
-.PHONY: book test env chromium benchmarks clean
+.PHONY: book test env lock chromium benchmarks clean
 
 env: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The environment is installed from requirements.lock (every package pinned, with hashes);
+# pyproject.toml holds the lower bounds. `make lock` regenerates the lock from pyproject.toml.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e .
+	$(BIN)/pip install --require-hashes -r requirements.lock
+	$(BIN)/pip install --no-deps -e .
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	touch $@
+
+lock:
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install uv
+	.venv-tools/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+		--constraint torch-pins.txt --output-file requirements.lock
 
 # The book test opens the rendered pages in headless Chromium (Debian package).
 chromium:
