@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 export MPLBACKEND := Agg
+# Where the runs of a grid execute (auto | serial | local | slurm | dask; see rplib/executors.py).
+ifdef EXECUTOR
+export RPLIB_EXECUTOR := $(EXECUTOR)
+endif
 
 .PHONY: book test env chromium benchmarks clean
 
