@@ -6,9 +6,10 @@ worker calls :func:`rplib.train.run` with the same run store, so each run lands 
 One setting chooses the executor, so notebooks never change:
 
 ``RPLIB_EXECUTOR``
-    ``auto`` (default when unset): ``serial`` when at most one run is unfinished or the local pool
-    would have a single worker, else ``local``.
-    ``serial``: one run after another in this process.
+    ``serial`` (default when unset, as in a notebook opened by hand or under nbval): one run after
+    another in this process.
+    ``auto`` (what ``make book`` uses unless told otherwise): ``serial`` when at most one run is
+    unfinished or the local pool would have a single worker, else ``local``.
     ``local``: a pool of spawned processes on this machine. On CPU ``RPLIB_WORKERS`` workers
     (default: the number of cores) with one intra-op thread each; when the runs may use a GPU
     (device ``auto`` or ``cuda``) and GPUs are visible, ``RPLIB_WORKERS_PER_GPU`` workers (default 1)
@@ -18,8 +19,8 @@ One setting chooses the executor, so notebooks never change:
     ``RPLIB_SLURM_FOLDER`` (default ``<run store>/.submitit``).
     ``dask``: the workers of a running ``distributed`` scheduler at ``RPLIB_DASK_SCHEDULER``.
 
-``RPLIB_THREADS`` (default 1; ``cpus_per_task`` on Slurm) is the intra-op thread count of each
-worker. Only unfinished runs are submitted, identical configurations once; a failing run does not
+``RPLIB_THREADS`` is the intra-op thread count of each worker (default: 1 for CPU workers, the
+cores shared out among GPU workers, ``cpus_per_task`` on Slurm). Only unfinished runs are submitted, identical configurations once; a failing run does not
 stop the others, and :class:`GridError` lists every failure once all runs have ended.
 """
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from .train import Result
 
 __all__ = ["EXECUTORS", "SLURM_SETTINGS", "Executor", "Serial", "Local", "Slurm", "Dask", "Auto", "RunFailure",
-           "GridError", "from_settings", "execute_grid"]
+           "GridError", "describe", "from_settings", "execute_grid"]
 
 EXECUTORS = ("auto", "serial", "local", "slurm", "dask")
 
@@ -207,8 +208,12 @@ class Local(Executor):
         with cf.ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_init_local_worker,
                                     initargs=(queue,)) as pool:
             futures = {pool.submit(_work, cfg, str(root), threads): cfg for cfg in configs}
-            for fut in cf.as_completed(futures):
-                done(futures[fut], fut.exception())
+            try:
+                for fut in cf.as_completed(futures):
+                    done(futures[fut], fut.exception())
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # interrupted: start no further runs, let running ones end
+                raise
 
 
 @dataclass
@@ -353,14 +358,14 @@ def _slurm_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def from_settings(name: str | None = None, env: Mapping[str, str] | None = None) -> Executor:
-    """The executor named ``name`` (default: ``RPLIB_EXECUTOR``, else ``auto``), its settings read from ``env``.
+    """The executor named ``name`` (default: ``RPLIB_EXECUTOR``, else ``serial``), its settings read from ``env``.
 
     Every setting is checked here, before anything is submitted; a bad one raises a one-line
     ``ValueError`` naming the setting, its value and the valid choices.
     """
     env = os.environ if env is None else env
     where = "executor" if name is not None else "RPLIB_EXECUTOR"
-    name = (name if name is not None else env.get("RPLIB_EXECUTOR", "")).strip() or "auto"
+    name = (name if name is not None else env.get("RPLIB_EXECUTOR", "")).strip() or "serial"
     if name not in EXECUTORS:
         raise ValueError(f"{where}={name!r} is not an executor; valid choices: {', '.join(EXECUTORS)}")
     threads = _positive_int(env, "RPLIB_THREADS", None)

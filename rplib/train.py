@@ -360,7 +360,7 @@ def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progr
              executor: Executor | str | None = None) -> list[Result]:
     """Results of ``configs`` in input order; only unfinished runs are trained, each identical config once.
 
-    ``executor`` (default: ``$RPLIB_EXECUTOR``, else ``auto``) is where they run: ``serial``,
+    ``executor`` (default: ``$RPLIB_EXECUTOR``, else ``serial``) is where they run: ``serial``,
     ``local``, ``slurm``, ``dask`` or an :class:`rplib.executors.Executor` (see that module). A
     progress bar counts finished runs; failed runs raise one :class:`rplib.executors.GridError`
     after all the others have finished.

@@ -137,11 +137,12 @@ def test_local_pool_equals_serial_reruns_only_unfinished_and_names_failures(tmp_
     assert {c.hash: RunDir(root, c.hash).metrics.stat().st_mtime_ns for c in GRID} == mtimes
 
 
-def test_auto_is_serial_for_one_unfinished_run_and_local_for_more():
-    auto = from_settings(None, {"RPLIB_WORKERS": "2"})
+def test_default_is_serial_and_auto_is_local_for_more_than_one_unfinished_run():
+    assert from_settings(None, {}).name == "serial"
+    auto = from_settings("auto", {"RPLIB_WORKERS": "2"})
     assert auto.choose(GRID[:1]).name == "serial"
     assert auto.choose(GRID).name == "local"
-    assert from_settings(None, {"RPLIB_WORKERS": "1"}).choose(GRID).name == "serial"
+    assert from_settings("auto", {"RPLIB_WORKERS": "1"}).choose(GRID).name == "serial"
 
 
 # --------------------------------------------------------------------------- Slurm
