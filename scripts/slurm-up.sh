@@ -121,7 +121,8 @@ AccountingStoragePort=6819
 JobCompType=jobcomp/none
 MailProg=/bin/true
 ReturnToService=2
-KillWait=5
+# submitit jobs ignore SIGTERM: a cancelled job runs on until SIGKILL, KillWait seconds later
+KillWait=2
 MinJobAge=600
 $NODE_LINE NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
