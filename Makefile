@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 export MPLBACKEND := Agg
+# Where the book's runs execute: auto (serial for one unfinished run, else one process per core or GPU),
+# serial, local, slurm or dask; see book/reproduce.md. An RPLIB_EXECUTOR in the environment is kept.
+EXECUTOR ?= $(or $(RPLIB_EXECUTOR),auto)
 
 .PHONY: book test env lock chromium benchmarks clean
 
@@ -32,7 +35,7 @@ test: env chromium
 	$(BIN)/python -m pytest
 
 book: env
-	$(BIN)/python -m rplib.book execute --profile $(PROFILE)
+	RPLIB_EXECUTOR=$(EXECUTOR) $(BIN)/python -m rplib.book execute --profile $(PROFILE)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
 benchmarks: env

@@ -162,8 +162,11 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
     """Execute the chapters (all, or ``only``) into ``book/`` under ``profile``; return the written notebooks."""
     import papermill as pm
 
+    from .executors import from_settings
+
     root = Path(root).resolve()
     todo = plan(profile, only, root)
+    from_settings()  # the chapters' executor settings (RPLIB_EXECUTOR, ...) are checked before any chapter runs
     os.environ["RPLIB_PROFILE"] = profile
     written = []
     for i, (name, params) in enumerate(todo.items(), start=1):

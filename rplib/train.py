@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,6 +40,9 @@ from .models import build, prunable_parameters
 from .pruning import magnitude_scores, mask_from_scores, score
 from .sparsity import Mask, layerwise_densities, random_mask
 from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
+
+if TYPE_CHECKING:
+    from .executors import Executor
 
 __all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops", "run_threads"]
 
@@ -419,11 +422,18 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
             return _train(config, rd, device, _show_progress(progress))
 
 
-def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None) -> list[Result]:
-    """Run every config (finished ones come from the store), with a progress bar over runs."""
-    configs = list(configs)
-    show = _show_progress(progress)
-    return [run(c, root, progress=show) for c in tqdm(configs, desc="runs", disable=not show)]
+def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None,
+             executor: Executor | str | None = None) -> list[Result]:
+    """Results of ``configs`` in input order; only unfinished runs are trained, each identical config once.
+
+    ``executor`` (default: ``$RPLIB_EXECUTOR``, else ``serial``) is where they run: ``serial``,
+    ``local``, ``slurm``, ``dask`` or an :class:`rplib.executors.Executor` (see that module). A
+    progress bar counts finished runs; failed runs raise one :class:`rplib.executors.GridError`
+    after all the others have finished.
+    """
+    from .executors import execute_grid
+
+    return execute_grid(configs, root if root is not None else default_root(), _show_progress(progress), executor)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
