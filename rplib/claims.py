@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "decide", "verdict_table"]
+__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "decide", "verdict_table", "rule_text",
+           "rules_markdown"]
 
 KINDS = ("difference", "equivalence")
 VERDICTS = ("agrees", "disagrees", "inconclusive")
@@ -124,6 +125,29 @@ def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None =
                      "unit": "" if c is None else c.unit, "rule": rule, "n": v.n, "verdict": v.verdict})
     columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict"]
     return pd.DataFrame(rows, columns=columns).set_index("claim")
+
+
+def rule_text(claim: Claim) -> str:
+    """The decision rule of ``claim`` in words: the predicted sign, or the equivalence margin with its unit."""
+    if claim.kind == "difference":
+        return f"difference, predicted {'> 0' if claim.direction > 0 else '< 0'} ({claim.unit})"
+    return f"equivalence, margin ±{claim.margin:g} {claim.unit}"
+
+
+def rules_markdown(claims: dict[str, Claim] | None = None) -> str:
+    """A Markdown table of the claims (all of :data:`CLAIMS` by default): id, chapter, statement, effect, rule.
+
+    The book's page on verdicts (``book/verdicts.md``) holds this table verbatim; a test keeps the two equal.
+    """
+    claims = CLAIMS if claims is None else claims
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| claim | chapter | statement | effect (one per seed or repeat) | rule |", "|---|---|---|---|---|"]
+    lines += [f"| `{c.id}` | `{c.chapter}` | {cell(c.statement)} | {cell(c.effect)} | {rule_text(c)} |"
+              for c in claims.values()]
+    return "\n".join(lines)
 
 
 def _claims(*items: Claim) -> dict[str, Claim]:

@@ -20,6 +20,7 @@ from .data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig
 from .dst import DSTConfig
 from .evaluate import EvalConfig
 from .fields import check_fields, describe_type
+from .pruning import GRASP_VARIANTS, check_grasp_variant
 from .sparsity import DATA_SCHEMES, SCHEMES, check_density
 from .store import config_hash
 
@@ -86,6 +87,12 @@ class SparsityConfig:
     weights within each layer), ``reinit`` (keep the mask, draw new initial weights).
     prune_data: the corruption of the data used to score the mask (``random_labels``,
     ``random_pixels``, ``half``) for the data-dependent methods.
+    scheme_options: keyword options of the layer-wise scheme (e.g. ``power_scale`` for ``erk``), and
+    ``grasp_variant``, the GraSP scoring (:func:`rplib.pruning.grasp_scores`): ``sanity_checking``
+    (default) or ``rplib_v1``. Whenever the mask is scored by GraSP (method ``grasp``, or method
+    ``random``/``hybrid`` with scheme ``grasp``) the variant is filled in, so the config (and its hash)
+    names the scoring its mask came from; otherwise ``grasp_variant`` is dropped, so configs that do
+    not use GraSP are unchanged by it.
     """
 
     method: str = "dense"
@@ -109,6 +116,14 @@ class SparsityConfig:
         _choice(self.scheme, [*SCHEMES, *DATA_SCHEMES], "layer-wise scheme", "scheme")
         _choice(self.sanity, SANITY_CHECKS, "sanity check", "sanity")
         _choice(self.prune_data, CORRUPTIONS, "pruning-data corruption", "prune_data")
+        options = dict(self.scheme_options)
+        if "grasp_variant" in options:
+            check_grasp_variant(options["grasp_variant"], "scheme_options.grasp_variant")
+        if self.uses_grasp:
+            options.setdefault("grasp_variant", GRASP_VARIANTS[0])
+        else:
+            options.pop("grasp_variant", None)
+        object.__setattr__(self, "scheme_options", tuple(sorted(options.items())))
         if self.method == "dense":
             if self.density != 1.0:
                 raise ValueError(f"method 'dense' needs density 1.0, got {self.density}; use method 'random' (or another)")
@@ -127,6 +142,11 @@ class SparsityConfig:
     @property
     def sparse(self) -> bool:
         return self.method != "dense"
+
+    @property
+    def uses_grasp(self) -> bool:
+        """Whether GraSP scores the mask: method ``grasp``, or method ``random``/``hybrid`` with scheme ``grasp``."""
+        return self.method == "grasp" or (self.method in ("random", "hybrid") and self.scheme == "grasp")
 
 
 @dataclass(frozen=True)

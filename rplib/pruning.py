@@ -5,9 +5,12 @@ model it is given (layers matched by name, never by order); higher means "keep".
 runs on a deep copy, so the model's weights and batch-norm statistics are left untouched.
 
 * SNIP (Lee et al. 2019): |w * dL/dw|, summed over the given batches.
-* GraSP (Wang et al. 2020): the paper removes the weights with the largest -w * (H g); we
-  return w * (H g), so keeping the largest returned scores is the paper's rule. Logits are
-  divided by a temperature (200).
+* GraSP (Wang et al. 2020): the paper removes the weights with the largest -w * (H g) (its
+  score S(-theta) = -theta ⊙ Hg, Section 4); we return w * (H g), so keeping the largest returned
+  scores is the paper's rule. Logits are divided by a temperature (200). Two variants
+  (:data:`GRASP_VARIANTS`): ``sanity_checking`` (the default) scores as the sanity-checking
+  paper's released code (Su et al. 2020), whose GraSP masks that paper's checks are about;
+  ``rplib_v1`` is rplib's earlier scoring. See :func:`grasp_scores`.
 * SynFlow (Tanaka et al. 2020): |w * dR/dw| with R the sum of the output of the network with
   absolute weights on an all-ones input, pruned iteratively over ``iterations`` rounds with an
   exponential density schedule.
@@ -26,7 +29,10 @@ from .models import prunable_parameters
 from .sparsity import Mask, check_density
 
 __all__ = ["score", "mask_from_scores", "snip_scores", "grasp_scores", "synflow_scores", "magnitude_scores",
-           "SCORES"]
+           "SCORES", "GRASP_VARIANTS", "check_grasp_variant"]
+
+#: GraSP scorings: the first is the default (see :func:`grasp_scores`).
+GRASP_VARIANTS = ("sanity_checking", "rplib_v1")
 
 Batches = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -60,14 +66,67 @@ def snip_scores(model: nn.Module, data: Batches, loss_fn: Callable = nn.function
     return {k: (p.grad * p).detach().abs() for k, p in params.items()}
 
 
+def check_grasp_variant(variant: str, what: str = "variant") -> str:
+    """``variant`` if it is one of :data:`GRASP_VARIANTS`; otherwise a one-line ``ValueError`` naming ``what``."""
+    if variant not in GRASP_VARIANTS:
+        raise ValueError(f"{what}: unknown GraSP variant {variant!r}; valid choices: {', '.join(GRASP_VARIANTS)}")
+    return variant
+
+
+@torch.no_grad()
+def _reinit_linear(net: nn.Module, seed: int) -> None:
+    """Xavier-normal (gain 1) weights for every Linear layer of ``net``, drawn on the CPU from a private generator."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in net.modules():
+        if isinstance(mod, nn.Linear):
+            fresh = torch.empty(mod.weight.shape, dtype=mod.weight.dtype)
+            nn.init.xavier_normal_(fresh, generator=g)
+            mod.weight.copy_(fresh)
+
+
+def _halves(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each batch split at n // 2 into its first and second half, in order."""
+    out = []
+    for x, y in batches:
+        n = len(y)
+        if n < 2:
+            raise ValueError(f"GraSP variant 'sanity_checking' splits every batch into two halves; got a batch of {n} "
+                             "example(s): give batches of at least 2 (or use variant 'rplib_v1')")
+        out += [(x[: n // 2], y[: n // 2]), (x[n // 2:], y[n // 2:])]
+    return out
+
+
 def grasp_scores(model: nn.Module, data: Batches, loss_fn: Callable = nn.functional.cross_entropy,
-                 temperature: float = 200.0) -> dict[str, torch.Tensor]:
-    """GraSP keep-score w * (H g) (the negation of the paper's removal score -w * (H g))."""
+                 temperature: float = 200.0, variant: str = GRASP_VARIANTS[0],
+                 seed: int = 0) -> dict[str, torch.Tensor]:
+    """GraSP keep-score w * (H g): the negation of the removal score S(-theta) = -theta ⊙ Hg of
+    Wang et al. 2020 (Section 4), who remove the weights with the largest S.
+
+    g is the gradient of the loss of the logits divided by ``temperature``, accumulated (summed) over
+    the scored batches without a graph; H g is the gradient of g^T (dL/dw) with g held fixed, again
+    summed over the batches; both on a deep copy of ``model`` in train mode, so the caller's
+    parameters, buffers and random number generators are left as they were. ``variant``:
+
+    ``sanity_checking`` (default)
+        as the released code of Su et al. 2020 scores GraSP: the weights of every Linear layer of the
+        copy are first re-initialised (Xavier normal, gain 1, drawn from a private generator seeded
+        with ``seed``, so the scores depend only on the model, the data and ``seed``) and the w in
+        w * (H g) is the re-initialised weight; each batch is split at n // 2 into its first and
+        second half, scored as two batches (batch-norm statistics are then those of each half; with
+        the class-ordered batches rplib's runs score on, each half holds half of the classes). It is
+        the default because the sanity-checking paper's findings are about the masks this scoring gives.
+    ``rplib_v1``
+        rplib's earlier scoring: the weights as given, each batch scored whole.
+    """
+    check_grasp_variant(variant)
     net = copy.deepcopy(model).train()
+    batches = _batches(data)
+    if variant == "sanity_checking":
+        _reinit_linear(net, seed)
+        batches = _halves(batches)
     params = prunable_parameters(net)
     plist = list(params.values())
     dev = _device(net)
-    batches = _batches(data)
     g = [torch.zeros_like(p) for p in plist]
     for x, y in batches:  # g = dL/dw, no graph kept
         grads = torch.autograd.grad(loss_fn(net(x.to(dev)) / temperature, y.to(dev)), plist)

@@ -215,7 +215,7 @@ _OPTIONS = {
     "erk_plus": {"classifier_density", "power_scale"},
     "smart_ratio": {"order", "classifier_density", "residual"},
     "snip": {"data", "loss_fn"},
-    "grasp": {"data", "loss_fn", "temperature"},
+    "grasp": {"data", "loss_fn", "temperature", "variant", "seed"},
     "synflow": {"iterations", "data"},
 }
 
@@ -227,6 +227,7 @@ def layerwise_densities(model: nn.Module, density: float, scheme: str, **options
     Data-dependent schemes (``snip``, ``grasp``, ``synflow``) score the given ``model`` on
     ``data`` (a batch ``(x, y)`` or an iterable of batches), keep a global top-k, and return
     each layer's kept fraction, to be used with :func:`random_mask` (REFERENCE.md section 1).
+    ``grasp`` also takes ``variant`` and ``seed`` (:func:`rplib.pruning.grasp_scores`).
     """
     valid = sorted([*SCHEMES, *DATA_SCHEMES])
     if scheme not in valid:

@@ -275,13 +275,15 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     if not sp.sparse:
         return None, model
     opts = dict(sp.scheme_options)
+    # the GraSP scorer's options: the config's variant, and the run's seed for its private re-initialisation
+    grasp = {"variant": opts.pop("grasp_variant"), "seed": cfg.seed} if sp.uses_grasp else {}
     if sp.method == "random":
         if sp.scheme in ("snip", "grasp", "synflow"):
             opts.setdefault("data", _pruning_batches(cfg, bundle))
-        dens = layerwise_densities(model, sp.density, sp.scheme, **opts)
+        dens = layerwise_densities(model, sp.density, sp.scheme, **opts, **grasp)
         mask = random_mask(model, dens, seed=cfg.seed)
     elif sp.method in ("snip", "grasp", "synflow"):
-        kw = {"data": _pruning_batches(cfg, bundle)}
+        kw = {"data": _pruning_batches(cfg, bundle), **grasp}
         if sp.method == "synflow":
             kw["density"] = sp.density
         mask = mask_from_scores(score(model, sp.method, **kw), sp.density)
@@ -299,7 +301,7 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
         trained, rewind = trainer.train_dense_copy(model, None, cfg.optim.epochs, sp.rewind_epoch, salt=0)
         if sp.scheme in ("snip", "grasp", "synflow"):
             opts.setdefault("data", _pruning_batches(cfg, bundle))
-        dens = layerwise_densities(model, sp.density, sp.scheme, **opts)
+        dens = layerwise_densities(model, sp.density, sp.scheme, **opts, **grasp)
         mask = mask_from_scores(magnitude_scores(trained), sp.density, per_layer=dens)
         model.load_state_dict(rewind)
     if sp.sanity == "rearrange":
