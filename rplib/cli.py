@@ -1,9 +1,14 @@
-"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config."""
+"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config.
+
+``torchrun --nproc-per-node N -m rplib.cli train ...`` trains one config data-parallel over N processes
+(see :mod:`rplib.distributed`); rank 0 writes the run directory and prints the result.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -36,6 +41,7 @@ def _parse_value(text: str):
 def _train(args: argparse.Namespace) -> int:
     import yaml
 
+    from . import distributed
     from .config import RunConfig
     from .train import run
 
@@ -54,7 +60,12 @@ def _train(args: argparse.Namespace) -> int:
         changes[path.strip()] = _parse_value(value)
     if changes:
         cfg = cfg.with_(changes)
-    result = run(cfg, root=args.root, progress=None if not args.quiet else False)
+    try:
+        result = run(cfg, root=args.root, progress=None if not args.quiet else False)
+    finally:
+        distributed.teardown()
+    if int(os.environ.get("RANK", "0")):
+        return 0  # under torchrun, rank 0 alone reports
     m = result.metrics
     print(f"{cfg.model.name} on {cfg.data.name}, {cfg.sparsity.method} density {m['density']:.4f}"
           f"{' + DST ' + cfg.dst.drop + '/' + cfg.dst.grow if cfg.dst.enabled else ''}, seed {cfg.seed}: "
