@@ -50,14 +50,16 @@ def checksum(tensors: Mapping[str, torch.Tensor]) -> int:
 class Ranks:
     """This process's place in a data-parallel run: ``rank`` of ``world_size`` (``local_rank`` on its node).
 
-    ``device`` carries the tensors of collective operations (the rank's GPU under NCCL, the CPU under Gloo).
-    With ``world_size == 1`` every method is a no-op.
+    ``backend`` is the process group's (``nccl`` or ``gloo``), ``None`` outside torchrun: then every
+    method is a no-op. ``device`` carries the tensors of collective operations (the rank's GPU under
+    NCCL, the CPU under Gloo).
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    backend: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -66,7 +68,8 @@ class Ranks:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is part of a process group (under torchrun, even with one process)."""
+        return self.backend is not None
 
     def barrier(self) -> None:
         """Wait until every rank gets here."""
@@ -124,15 +127,16 @@ SINGLE = Ranks()
 
 
 def _launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and all(k in os.environ for k in _ENV)
+    return all(k in os.environ for k in _ENV)
 
 
 def setup(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the process group torchrun set up (if any) and return (ranks, this rank's training device).
 
     ``device`` is the resolved run device: ``cuda`` becomes ``cuda:LOCAL_RANK`` with NCCL, ``cpu`` uses
-    Gloo. Without torchrun's environment (or with ``WORLD_SIZE=1``) returns ``(SINGLE, device)``.
-    Calling it again in the same process reuses the group.
+    Gloo. Under torchrun the group is joined even with one process (the data-parallel code path on one
+    device); without torchrun's environment returns ``(SINGLE, device)``. Calling it again in the same
+    process reuses the group.
     """
     if not _launched():
         return SINGLE, device
@@ -153,7 +157,7 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
     elif dist.get_backend() != backend or dist.get_world_size() != world:
         raise ValueError(f"a process group with backend {dist.get_backend()!r} and {dist.get_world_size()} ranks "
                          f"exists; this run needs {backend!r} with {world}")
-    return Ranks(rank, world, local, device), device
+    return Ranks(rank, world, local, device, backend), device
 
 
 def teardown() -> None:

@@ -282,7 +282,7 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result | None:
     trainer = _Trainer(cfg, bundle, device)
     o = cfg.optim
 
-    ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=False) if rd.checkpoint.is_file() else None
+    ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=True) if rd.checkpoint.is_file() else None
     if ckpt is None:
         mask, model = _make_mask(cfg, model, trainer, bundle)
     else:
@@ -349,7 +349,8 @@ def _train(cfg: RunConfig, rd: RunDir, progress: bool) -> Result | None:
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
                                "epochs": o.epochs, "steps": step, "device": str(device),
-                               "torch": torch.__version__, "hash": rd.hash, "world_size": ranks.world_size}
+                               "torch": torch.__version__, "hash": rd.hash, "world_size": ranks.world_size,
+                               "process_group": ranks.backend}
     if bundle.val is not None:
         metrics["val_accuracy"] = history[-1]["val_accuracy"]
     metrics |= _param_counts(model, mask)

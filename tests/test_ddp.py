@@ -114,13 +114,13 @@ def test_rank0_mask_is_the_single_process_mask_and_only_rank0_writes(ddp):
     assert all(torch.equal(ckpt["initial_mask"][k], r0["masks"][0][k]) for k in ckpt["initial_mask"])
     assert all(torch.equal(ckpt["mask"][k], r0["masks"][-1][k]) for k in ckpt["mask"])
     assert r0["metrics"] == r1["metrics"] == json.loads(rd.metrics.read_text())
-    assert r0["metrics"]["world_size"] == 2
+    assert r0["metrics"]["world_size"] == 2 and r0["metrics"]["process_group"] == "gloo"
 
 
 def test_ddp_metrics_close_to_single_process(ddp, tmp_path):
     _, (r0, _) = ddp
     single = train.run(_cfg(), root=tmp_path)
-    assert single.metrics["world_size"] == 1
+    assert single.metrics["world_size"] == 1 and single.metrics["process_group"] is None
     assert single.metrics["steps"] == r0["metrics"]["steps"]
     for key in ("test_accuracy", "test_loss", "final_train_loss"):
         assert r0["metrics"][key] == pytest.approx(single.metrics[key], abs=TOLERANCE), key
