@@ -1,4 +1,4 @@
-"""GPU check, side by side in one run (about 3-5 minutes on one GPU, synthetic CIFAR-10-shaped data):
+"""GPU check, side by side in one run (sized for well under 8 minutes on one GPU; synthetic CIFAR-10 data):
 
 1. ResNet-20 training step time and images/s: rplib's on-device path (tensors resident on the GPU,
    batched crop/flip, bf16 autocast, channels_last) against a torchvision ``DataLoader`` with
@@ -68,7 +68,7 @@ def concurrent(steps: int, device: torch.device, n: int, tmp: Path) -> dict[int,
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env()) for _ in range(count)]
         rates = []
         for p in procs:
-            stdout, _ = p.communicate(timeout=600)
+            stdout, _ = p.communicate(timeout=240)
             if p.returncode:
                 raise RuntimeError(f"a concurrent training process failed with exit status {p.returncode}")
             rates.append(json.loads(stdout.strip().splitlines()[-1])["images_per_s"])
@@ -83,11 +83,12 @@ def ddp_run(device: torch.device, tiny: bool, tmp: Path) -> tuple[dict, float]:
     sets = {"data.name": "cifar10", "data.root": str(tmp / "data"), "model.name": "resnet20", "optim.epochs": 2,
             "optim.batch_size": 64 if tiny else BATCH, "sparsity.method": "random", "sparsity.density": 0.1,
             "sparsity.scheme": "erk", "device": device.type}
-    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", "1", "--standalone", "-m", "rplib.cli", "train", "--quiet", "--json", "--root", str(tmp / "runs")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--standalone",
+           "-m", "rplib.cli", "train", "--quiet", "--json", "--root", str(tmp / "runs")]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     wall = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"the torchrun run failed with exit status {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -132,7 +133,8 @@ def main() -> int:
         metrics, wall = ddp_run(device, args.tiny, Path(tmp))
     print("\n3. torchrun --nproc-per-node 1 (" + ("nccl" if device.type == "cuda" else "gloo") + "), rplib train, "
           "ResNet-20 ERK density 0.1, 2 epochs")
-    print(f"   process group {metrics['process_group']}, world size {metrics['world_size']}, {metrics['steps']} steps, training + evaluation "
+    print(f"   process group {metrics['process_group']}, world size {metrics['world_size']}, {metrics['steps']} steps, "
+          f"training + evaluation "
           f"{metrics['wall_time']:.1f} s (process wall {wall:.1f} s), test accuracy {metrics['test_accuracy']:.4f} "
           f"(random labels: about 0.1), device {metrics['device']}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

@@ -115,7 +115,8 @@ class Ranks:
         dist.all_reduce(buf)
         return buf.to(values.device)
 
-    def shard(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def shard(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's contiguous slice of every global batch: every rank sees the same global batch order."""
         for x, y in batches:
             per = shard_size(len(y), self.world_size)
@@ -153,7 +154,8 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
     else:
         raise ValueError(f"data-parallel training supports devices cuda and cpu, got {device.type!r}")
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT)
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT,
+                                device_id=device if device.type == "cuda" else None)
     elif dist.get_backend() != backend or dist.get_world_size() != world:
         raise ValueError(f"a process group with backend {dist.get_backend()!r} and {dist.get_world_size()} ranks "
                          f"exists; this run needs {backend!r} with {world}")

@@ -22,7 +22,7 @@ from rplib.data import DataConfig
 from rplib.dst import DSTConfig
 from rplib.store import RunDir
 
-TORCHRUN = Path(sys.executable).with_name("torchrun")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # the torchrun command
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,12 +37,12 @@ TOLERANCE = 1e-3
 
 
 def _cfg() -> RunConfig:
-    """MLP on MNIST-1D (2000 samples), density 0.2, SNIP-drop / random-growth DST every 10 steps, 3 epochs."""
+    """MLP on MNIST-1D (1200 samples), density 0.2, SNIP-drop / random-growth DST every 5 steps, 3 epochs."""
     return RunConfig(
-        data=DataConfig(name="mnist1d", num_samples=2000),
+        data=DataConfig(name="mnist1d", num_samples=1200),
         model=ModelConfig(name="mlp"),
         sparsity=SparsityConfig(method="random", density=0.2, scheme="erk"),
-        dst=DSTConfig(drop="snip", grow="random", alpha=0.3, schedule="cosine", end_fraction=1.0, update_period=10),
+        dst=DSTConfig(drop="snip", grow="random", alpha=0.3, schedule="cosine", end_fraction=1.0, update_period=5),
         optim=OptimConfig(epochs=3, batch_size=64, lr=0.05, milestones=(0.75,)),
         device="cpu",
     )
@@ -57,7 +57,7 @@ def _free_port() -> int:
 def _torchrun(cfg: RunConfig, root: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
     out.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [str(TORCHRUN), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+    cmd = [*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            str(WORKER), json.dumps(cfg.to_dict()), str(root), str(out), *flags]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
 
