@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
+from collections.abc import Callable, Iterable
 
 import torch
 from torchvision.transforms import v2 as T
@@ -28,6 +30,8 @@ from rplib.data import DataConfig
 from rplib.models import build
 from rplib.sparsity import layerwise_densities, random_mask
 
+CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+CIFAR_STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 CPU_MODELS = [
     ("mnist1d", ModelConfig("cnn1d", depth=3)), ("mnist1d", ModelConfig("cnn1d", depth=9)),
     ("mnist1d", ModelConfig("cnn1d", width=2.0)), ("mnist1d", ModelConfig("mlp")), ("digits", ModelConfig("convnet")),
@@ -59,19 +63,53 @@ def cpu_models(epochs: int) -> None:
         print(f"  {dataset:<8} {name:<22} {rates[0]:>14.1f} {rates[1]:>15.1f} {rates[1] / rates[0]:>6.2f}")
 
 
-def data_paths(steps: int, device: torch.device) -> None:
-    n = 10_000 if device.type == "cpu" else 50_000
+def cifar_like(n: int, device: torch.device) -> tuple[rdata.DataBundle, torch.Tensor, torch.Tensor]:
+    """``n`` random CIFAR-10-shaped images: a :class:`DataBundle` on ``device`` (normalised, crop + flip
+    augmentation) and the raw uint8 images and labels on the CPU."""
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (n,), generator=g)
-    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-    std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
-    x = ((images.float() / 255 - mean) / std).to(device)
+    x = ((images.float() / 255 - CIFAR_MEAN) / CIFAR_STD).to(device)
     bundle = rdata.DataBundle(name="cifar10", in_shape=(3, 32, 32), num_classes=10, device=device,
-                              mean=mean.to(device), std=std.to(device), bounds=(0.0, 1.0),
+                              mean=CIFAR_MEAN.to(device), std=CIFAR_STD.to(device), bounds=(0.0, 1.0),
                               train=(x, labels.to(device)), val=None, test=None, _crop_padding=4, _flip=True)
+    return bundle, images, labels
+
+
+def resnet20_trainer(bundle: rdata.DataBundle, device: torch.device, batch_size: int = 128):
+    """ResNet-20 (channels_last on CUDA), its rplib trainer (bf16 autocast on CUDA) and optimizer."""
+    model = build("resnet20", 10).to(device)
+    cfg = RunConfig(data=DataConfig(name="cifar10"), model=ModelConfig("resnet20"),
+                    optim=OptimConfig(batch_size=batch_size), device=device.type)
+    trainer = train._Trainer(cfg, bundle, device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model, trainer, trainer.optimizer(model)
+
+
+def images_per_second(model, trainer, opt, batches: Iterable, steps: int, device: torch.device,
+                      before_timing: Callable[[], None] | None = None) -> float:
+    """Training images per second over ``steps`` batches of ``batches``, after 3 warm-up steps."""
+    it = iter(batches)
+    first = [next(it) for _ in range(3)]
+    trainer.epoch(model, opt, 0, 0, None, [(a.to(device), b.to(device)) for a, b in first])  # warm-up
+    if before_timing is not None:
+        before_timing()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    trainer.epoch(model, opt, 0, 0, None, ((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
+                                           for a, b in itertools.islice(it, steps)))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * trainer.cfg.optim.batch_size / (time.perf_counter() - t)
+
+
+def measure_data_paths(steps: int, device: torch.device, n: int) -> dict[str, float]:
+    """ResNet-20 images/s through the on-device path and through a torchvision ``DataLoader``."""
+    bundle, images, labels = cifar_like(n, device)
     tf = T.Compose([T.ToDtype(torch.float32, scale=True), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
-                    T.Normalize(mean.flatten().tolist(), std.flatten().tolist())])
+                    T.Normalize(CIFAR_MEAN.flatten().tolist(), CIFAR_STD.flatten().tolist())])
 
     class Images(torch.utils.data.Dataset):
         def __len__(self):
@@ -83,36 +121,21 @@ def data_paths(steps: int, device: torch.device) -> None:
     workers = min(8, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(Images(), batch_size=128, shuffle=True, num_workers=workers, drop_last=True,
                                          pin_memory=device.type == "cuda", persistent_workers=True)
-    model = build("resnet20", 10).to(device)
-    cfg = RunConfig(data=DataConfig(name="cifar10"), model=ModelConfig("resnet20"), optim=OptimConfig(batch_size=128),
-                    device=device.type)
-    trainer = train._Trainer(cfg, bundle, device)
-    opt = trainer.optimizer(model)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-
-    def timed(batches) -> float:
-        it = iter(batches)
-        limited = (next(it) for _ in range(steps))
-        first = [next(it) for _ in range(3)]
-        trainer.epoch(model, opt, 0, 0, None, [(a.to(device), b.to(device)) for a, b in first])  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        trainer.epoch(model, opt, 0, 0, None, ((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
-                                                       for a, b in limited))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return steps * 128 / (time.perf_counter() - t)
-
+    model, trainer, opt = resnet20_trainer(bundle, device)
     g = torch.Generator().manual_seed(1)
-    on_device = timed(bundle.batches("train", 128, shuffle=True, augment=True, generator=g, drop_last=True))
-    dataloader = timed(loader)
+    on_device = images_per_second(model, trainer, opt, bundle.batches("train", 128, shuffle=True, augment=True,
+                                                                      generator=g, drop_last=True), steps, device)
+    dataloader = images_per_second(model, trainer, opt, loader, steps, device)
+    return {"on_device": on_device, "dataloader": dataloader, "workers": workers}
+
+
+def data_paths(steps: int, device: torch.device) -> None:
+    r = measure_data_paths(steps, device, 10_000 if device.type == "cpu" else 50_000)
     print(f"ResNet-20, CIFAR-10-shaped data, batch 128, {steps} steps on {device} "
           f"({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}):")
-    print(f"  on-device tensors + batched augmentation: {on_device:9.0f} images/s")
-    print(f"  torchvision DataLoader ({workers} workers):   {dataloader:9.0f} images/s")
-    print(f"  ratio on-device / DataLoader = {on_device / dataloader:.2f}")
+    print(f"  on-device tensors + batched augmentation: {r['on_device']:9.0f} images/s")
+    print(f"  torchvision DataLoader ({r['workers']} workers):   {r['dataloader']:9.0f} images/s")
+    print(f"  ratio on-device / DataLoader = {r['on_device'] / r['dataloader']:.2f}")
 
 
 def main() -> None:

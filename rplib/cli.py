@@ -3,12 +3,16 @@
 
 Every expected failure (a bad value, a missing or malformed file, an unusable run directory)
 ends with one line ``rplib: error: ...`` naming what is wrong, and exit status 2.
+
+``torchrun --nproc-per-node N -m rplib.cli train ...`` trains one config data-parallel over N processes
+(see :mod:`rplib.distributed`); rank 0 writes the run directory and prints the result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -60,10 +64,16 @@ def _run_config(config: str | None, sets: list[str] | None):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .train import run
 
     cfg = _run_config(args.config, args.set)
-    result = run(cfg, root=args.root, progress=None if not args.quiet else False)
+    try:
+        result = run(cfg, root=args.root, progress=None if not args.quiet else False)
+    finally:
+        distributed.teardown()
+    if int(os.environ.get("RANK", "0")):
+        return 0  # under torchrun, rank 0 alone reports
     m = result.metrics
     print(f"{cfg.model.name} on {cfg.data.name}, {cfg.sparsity.method} density {m['density']:.4f}"
           f"{' + DST ' + cfg.dst.drop + '/' + cfg.dst.grow if cfg.dst.enabled else ''}, seed {cfg.seed}: "

@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # bars only on a terminal; tqdm.auto warns inside kernels without ipywidgets
 
 from . import data as rdata
+from . import distributed as rdist
 from . import evaluate as revaluate
 from .config import RunConfig
 from .dst import DynamicSparsity
@@ -193,8 +195,12 @@ class _Trainer:
                                    generator=_rng(self.cfg.seed, *salt), drop_last=True)
 
     def epoch(self, model, opt, epoch: int, step: int, dyn: DynamicSparsity | None,
-              batches: Iterable[tuple[torch.Tensor, torch.Tensor]]):
-        """One epoch over ``batches``; returns (train loss, train accuracy, last step)."""
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ranks: rdist.Ranks = rdist.SINGLE):
+        """One epoch over ``batches``; returns (train loss, train accuracy, last step).
+
+        With several ``ranks``, ``batches`` are this rank's shards: loss and accuracy are summed over
+        ranks, and the masks are checked to be identical on every rank after each DST update.
+        """
         o = self.cfg.optim
         model.train()
         loss_sum = torch.zeros((), device=self.device)
@@ -211,16 +217,23 @@ class _Trainer:
                 out = model(x)
                 loss = self.loss_fn(out, y)
             opt.zero_grad(set_to_none=False)
-            loss.backward()
+            loss.backward()  # under DDP, .grad holds the gradient averaged over ranks once this returns
             if dyn is not None:
+                updates = len(dyn.log)
                 dyn.before_step(step)
             opt.step()
             if dyn is not None:
                 dyn.after_step(step)
+                if len(dyn.log) != updates:
+                    ranks.assert_identical(dyn.mask.masks, f"the masks after the DST update at step {step}")
             loss_sum += loss.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
-        return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), step
+        if ranks.distributed:
+            loss_sum, correct, seen = ranks.all_reduce_sum(
+                torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, dtype=torch.float64,
+                                                                               device=self.device)]))
+        return float(loss_sum) / max(float(seen), 1), float(correct) / max(float(seen), 1), step
 
     @torch.no_grad()
     def accuracy(self, model, split: str) -> tuple[float, float]:
@@ -316,9 +329,17 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     return mask.to(next(model.parameters()).device), model
 
 
-def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> Result:
+def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> Result | None:
+    """Train ``cfg`` into ``rd``; under torchrun this is one rank of a data-parallel run, and only rank 0
+    evaluates, writes files and returns the result (the other ranks return None)."""
+    ranks, device = rdist.setup(device)
+    rdist.shard_size(cfg.optim.batch_size, ranks.world_size)
     t0 = time.perf_counter()
+    if not ranks.is_main:
+        ranks.barrier()  # rank 0 loads (and, if asked to, downloads) the data first
     bundle = rdata.load(cfg.data, device)
+    if ranks.is_main:
+        ranks.barrier()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
@@ -336,15 +357,18 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
     opt = trainer.optimizer(model)
     if mask is not None:
         mask.check_fits(model)
+        ranks.broadcast_(mask.masks)  # drawn once: every rank trains with rank 0's mask
+        ranks.assert_identical(mask.masks, "the initial masks")
         mask.attach(model, opt, zero_state=cfg.dst.reset_momentum if cfg.dst.enabled else True)
-        if ckpt is None:
+        if ckpt is None and ranks.is_main:
             atomic_write_json(rd.path / "initial_mask_report.json", [dataclasses.asdict(r) for r in mask.report()])
+        if ckpt is None:
             initial_mask = mask.state_dict()
     total_steps = o.epochs * trainer.steps_per_epoch
     dyn = DynamicSparsity(cfg.dst, mask, model, opt, total_steps, cfg.seed) if cfg.dst.enabled else None
 
     flow_batch = None
-    if cfg.eval.grad_flow:
+    if cfg.eval.grad_flow and ranks.is_main:
         flow_batch = next(bundle.batches("train", min(o.batch_size, bundle.num_examples("train"))))
     history: list[dict[str, Any]] = []
     start, step = 0, 0
@@ -358,13 +382,18 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
     elif flow_batch is not None:
         history.append({"epoch": 0, "grad_flow": revaluate.grad_flow(model, mask, *flow_batch)})
 
+    # DDP broadcasts rank 0's weights and buffers now and (BatchNorm running statistics) at every forward;
+    # batch statistics stay per rank (no SyncBatchNorm), as with the per-GPU batches of the papers' code.
+    net = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+           if ranks.distributed else model)
     bar = tqdm(range(start, o.epochs), desc=f"run {rd.hash}", disable=not progress, leave=False)
     for epoch in bar:
         te = time.perf_counter()
-        loss, acc, step = trainer.epoch(model, opt, epoch, step, dyn, trainer.train_batches(1, epoch))
+        loss, acc, step = trainer.epoch(net, opt, epoch, step, dyn, ranks.shard(trainer.train_batches(1, epoch)),
+                                        ranks)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                                "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
-        if bundle.val is not None:
+        if bundle.val is not None and ranks.is_main:
             row["val_accuracy"], row["val_loss"] = trainer.accuracy(model, "val")
         if flow_batch is not None:
             row["grad_flow"] = revaluate.grad_flow(model, mask, *flow_batch)
@@ -372,18 +401,23 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
             row["itop_rate"] = dyn.itop_rate()
         history.append(row)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+        if not ranks.is_main:
+            continue
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "mask": mask.state_dict() if mask is not None else None,
                            "initial_mask": initial_mask if mask is not None else None,
                            "dst": dyn.state_dict() if dyn is not None else None,
                            "history": history, "epoch": epoch + 1, "step": step}, rd.checkpoint)
+    if not ranks.is_main:
+        return None
 
     test_acc, test_loss = trainer.accuracy(model, "test")
     metrics: dict[str, Any] = {"test_accuracy": test_acc, "test_loss": test_loss,
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
                                "epochs": o.epochs, "steps": step, "device": str(device),
-                               "torch": torch.__version__, "threads": torch.get_num_threads(), "hash": rd.hash}
+                               "torch": torch.__version__, "threads": torch.get_num_threads(), "hash": rd.hash,
+                               "world_size": ranks.world_size, "process_group": ranks.backend}
     if bundle.val is not None:
         metrics["val_accuracy"] = history[-1]["val_accuracy"]
     metrics |= _param_counts(model, mask)
@@ -411,10 +445,14 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
     if not isinstance(config, RunConfig):
         raise TypeError(f"run() takes a RunConfig, got {type(config).__name__}")
     rd = RunDir(root if root is not None else default_root(), config.hash)
-    if rd.finished():
-        return Result.load(rd)
     device = resolve_device(config.device)  # before anything is written
     threads = run_threads()
+    ranks, _ = rdist.setup(device)
+    if ranks.distributed:
+        with _intra_op_threads(threads):
+            return _run_ranks(config, rd, device, _show_progress(progress), ranks)
+    if rd.finished():
+        return Result.load(rd)
     with rd.lock():
         if rd.finished():
             return Result.load(rd)
@@ -422,6 +460,20 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
         atomic_write_json(rd.config, config.to_dict())
         with _intra_op_threads(threads):
             return _train(config, rd, device, _show_progress(progress))
+
+
+def _run_ranks(config: RunConfig, rd: RunDir, device: torch.device, progress: bool, ranks: rdist.Ranks) -> Result:
+    """:func:`run` on one rank of a data-parallel run: rank 0 holds the lock and writes every file, the
+    other ranks train their shards and wait at barriers; every rank returns rank 0's stored result."""
+    with rd.lock() if ranks.is_main else contextlib.nullcontext():
+        if not ranks.broadcast_object(rd.finished()):
+            if ranks.is_main:
+                rd.remove_temporary_files()
+                atomic_write_json(rd.config, config.to_dict())
+            ranks.barrier()  # no rank reads the run directory before rank 0 has written its config
+            _train(config, rd, device, progress and ranks.is_main)
+        ranks.barrier()
+    return Result.load(rd)
 
 
 def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None,
