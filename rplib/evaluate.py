@@ -88,7 +88,7 @@ class EvalConfig:
         valid = tuple(data.OOD_SETS.get(data_name, ()))
         bad = [s for s in self.ood if s not in valid]
         if bad:
-            raise ValueError(f"unknown OoD set(s) {bad} for data {data_name!r}; "
+            raise ValueError(f"eval.ood: unknown OoD set(s) {bad} for data {data_name!r}; "
                              f"valid OoD sets: {', '.join(valid) if valid else 'none'}")
 
 

@@ -59,7 +59,7 @@ cat /run/munge/munged.pid >> "$STATE/pids"
 mkdir -p /run/mysqld
 chown mysql:mysql /run/mysqld "$STATE/db"
 mariadb-install-db --user=mysql --datadir="$STATE/db" --auth-root-authentication-method=socket >"$STATE/mariadb-install.log" 2>&1
-mariadbd --user=mysql --datadir="$STATE/db" --socket=/run/mysqld/mysqld.sock --skip-networking \
+setsid mariadbd --user=mysql --datadir="$STATE/db" --socket=/run/mysqld/mysqld.sock --skip-networking \
   --pid-file="$STATE/db/mariadbd.pid" --log-error="$STATE/db/mariadbd.log" >/dev/null 2>&1 &
 wait_for 30 mariadbd mariadb --socket=/run/mysqld/mysqld.sock -u root -e "select 1"
 cat "$STATE/db/mariadbd.pid" >> "$STATE/pids"
