@@ -1,4 +1,5 @@
-"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config."""
+"""Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config;
+``rplib plan`` lists what a profile will train."""
 
 from __future__ import annotations
 
@@ -65,6 +66,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import format_plan, plan
+
+    print(format_plan(plan(args.profile, args.only, args.book_root, args.root), args.profile))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sparsity import DATA_SCHEMES, SCHEMES
 
@@ -89,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
     t.set_defaults(func=_train)
+    pl = sub.add_parser("plan", help="runs, epochs, finished runs and estimated hours of a profile, per chapter")
+    pl.add_argument("--profile", required=True, help="smoke, cpu or paper")
+    pl.add_argument("--only", nargs="+", metavar="CHAPTER", help="only these chapters (e.g. 02_scaling)")
+    pl.add_argument("--root", default=None, help="run store (default: each chapter's runs parameter, ./runs)")
+    pl.add_argument("--book-root", default=".", help="repository root holding _toc.yml and notebooks/ (default: .)")
+    pl.set_defaults(func=_plan)
     return p
 
 
