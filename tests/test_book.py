@@ -80,6 +80,48 @@ def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
     assert "book OK: chapters a, b" in capsys.readouterr().out
 
 
+def _runnable(root: Path, name: str, source: str) -> None:
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell(source)]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}),
+                   root / "notebooks" / f"{name}.ipynb")
+
+
+@pytest.mark.slow
+def test_only_the_published_profile_writes_book_and_only_finished_chapters(tmp_path: Path):
+    _mini_book(tmp_path, "a: {}\nb: {}\n")
+    (tmp_path / "_config.yml").write_text("title: mini\n")
+    (tmp_path / "book" / "references.bib").write_text("")
+    _runnable(tmp_path, "a", "print(x)")
+    assert book.book_root("cpu", tmp_path) == tmp_path
+    written = book.execute("smoke", ["a"], tmp_path)
+    profile_root = tmp_path / "_build" / "profiles" / "smoke"
+    assert written == [profile_root / "book" / "a.ipynb"]
+    assert not list((tmp_path / "book").glob("*.ipynb")), "a smoke execution wrote into book/"
+    for f in ("_config.yml", "_toc.yml", "book/intro.md", "book/references.bib"):
+        assert (profile_root / f).is_file(), f
+    (tmp_path / "book" / "b.ipynb").write_text("the last finished execution")
+    with pytest.raises(Exception, match="executed"):
+        book.execute("cpu", ["b"], tmp_path)
+    assert (tmp_path / "book" / "b.ipynb").read_text() == "the last finished execution"
+    assert (tmp_path / "_build" / "failed" / "cpu" / "b.ipynb").is_file()
+    assert not list((tmp_path / "book").glob(".*"))
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_committed_chapters_are_complete_published_executions(name: str):
+    path = ROOT / "book" / f"{name}.ipynb"
+    assert path.is_file(), f"book/{name}.ipynb is missing: run `make book` (profile {book.PUBLISHED})"
+    nb = nbformat.read(path, as_version=4)
+    expected = book.load_profiles(ROOT)[name].get(book.PUBLISHED) or {}
+    assert nb.metadata.papermill.parameters == expected, f"book/{name}.ipynb was not executed with the cpu profile"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"book/{name}.ipynb: a cell was not executed"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"book/{name}.ipynb: error output"
+    assert nb.metadata.papermill.exception in (None, False)
+
+
 # --------------------------------------------------------------------------- plotting
 
 
@@ -201,11 +243,13 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     jb = Path(sys.executable).parent / "jupyter-book"
-    res = subprocess.run([str(jb), "build", ".", "--warningiserror", "--keep-going"], cwd=src, env=env,
+    assert not list((src / "book").glob("*.ipynb")), "the smoke profile wrote into book/"
+    site = book.book_root("smoke", src)
+    res = subprocess.run([str(jb), "build", str(site), "--warningiserror", "--keep-going"], cwd=src, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
 
-    html = src / "_build" / "html"
+    html = site / "_build" / "html"
     for entry in book.toc_files(src):
         page = html / f"{entry}.html"
         assert page.is_file(), f"{entry} was not rendered"
@@ -224,7 +268,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
             assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{entry}: figure {s} missing or not PNG"
         name = Path(entry).name
         if name in book.chapters(src):
-            nb = nbformat.read(src / "book" / f"{name}.ipynb", as_version=4)
+            nb = nbformat.read(site / "book" / f"{name}.ipynb", as_version=4)
             outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
             assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
             pngs = sum("image/png" in o.get("data", {}) for o in outputs)
