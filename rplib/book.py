@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 __all__ = ["PROFILES", "PUBLISHED", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
-           "check", "book_root", "prepare_book_root", "execute", "refresh", "main"]
+           "check", "button_problems", "book_root", "prepare_book_root", "execute", "refresh", "main"]
 
 PROFILES = ("smoke", "cpu", "paper")
 PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published
@@ -127,17 +127,33 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     return out
 
 
+_BUTTONS = (("html", "use_repository_button"), ("html", "use_issues_button"), ("html", "use_edit_page_button"),
+            ("launch_buttons", "binderhub_url"), ("launch_buttons", "colab_url"), ("launch_buttons", "jupyterhub_url"))
+
+
+def button_problems(config: dict[str, Any]) -> list[str]:
+    """Repository and launch buttons switched on in a ``_config.yml`` without a ``repository.url`` to point at."""
+    if str((config.get("repository") or {}).get("url") or "").strip():
+        return []
+    on = [f"{section}.{key}" for section, key in _BUTTONS if (config.get(section) or {}).get(key)]
+    return [f"_config.yml turns on {', '.join(on)} but repository.url is empty; set the book's repository url "
+            "or turn them off"] if on else []
+
+
 def check(root: Path | str = ".") -> list[str]:
     """Problems with the book's layout (empty when all is well).
 
     Every toc entry must be a notebook chapter or a Markdown page; every notebook must be in the
     toc, have exactly one ``parameters`` cell, an entry in ``profiles.yml`` naming only known
-    profiles and parameters, and end with a provenance cell.
+    profiles and parameters, and end with a provenance cell; repository and launch buttons need a
+    repository url.
     """
     import nbformat
 
     root = Path(root)
     problems: list[str] = []
+    if (root / "_config.yml").is_file():
+        problems += button_problems(yaml.safe_load((root / "_config.yml").read_text()) or {})
     names = chapters(root)
     for f in toc_files(root):
         stem = Path(f).name

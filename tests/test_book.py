@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from scipy.stats import t as student_t  # noqa: E402
 
 from rplib import book, plotting  # noqa: E402
@@ -122,6 +125,17 @@ def test_committed_chapters_are_complete_published_executions(name: str):
     assert nb.metadata.papermill.exception in (None, False)
 
 
+def test_buttons_need_a_repository_url():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert book.button_problems(config) == []
+    assert "mathjax" in config["sphinx"]["config"]["mathjax_path"]
+    assert (ROOT / "_static" / config["sphinx"]["config"]["mathjax_path"]).is_file(), "MathJax is not vendored"
+    on = config | {"html": {"use_repository_button": True}, "repository": {"url": ""}}
+    assert "html.use_repository_button" in book.button_problems(on)[0]
+    on["repository"] = {"url": "https://example.org/book"}
+    assert book.button_problems(on) == []
+
+
 # --------------------------------------------------------------------------- plotting
 
 
@@ -221,6 +235,40 @@ def _chromium() -> str:
     return exe
 
 
+# Loads a rendered page in an iframe, waits for MathJax, then writes what it measured into its own DOM.
+_PROBE = r"""<!DOCTYPE html><html><body><pre id="out">pending</pre>
+<iframe id="page" src="{src}" style="width:1280px;height:900px"></iframe>
+<script>
+const frame = document.getElementById("page");
+frame.onload = () => setTimeout(() => {{
+  const doc = frame.contentDocument;
+  const visible = doc.body.innerText;
+  const report = {{
+    brokenImages: [...doc.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src")),
+    rawMath: [...doc.querySelectorAll(".math")].filter(m => !m.querySelector("mjx-container")).map(m => m.textContent),
+    rawDelimiters: /\\\(|\\\[/.test(visible),
+    wideTables: [...doc.querySelectorAll("table")].filter(t => t.getBoundingClientRect().width >
+      t.parentElement.getBoundingClientRect().width + 1).map(t => t.innerText.slice(0, 80)),
+    nbval: visible.includes("NBVAL_"),
+  }};
+  document.getElementById("out").textContent = JSON.stringify(report);
+}}, 4000);
+</script></body></html>"""
+
+
+def _probe(chromium: str, page: Path, profile_dir: Path, tmp: Path) -> dict:
+    """What a reader sees on ``page``: unloaded images, untypeset math, tables wider than their container."""
+    probe = tmp / f"probe-{page.stem}.html"
+    probe.write_text(_PROBE.format(src=page.as_uri()))
+    res = subprocess.run([chromium, *CHROMIUM_FLAGS, "--allow-file-access-from-files", "--virtual-time-budget=20000",
+                          f"--user-data-dir={profile_dir}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
+    assert out != "pending", f"{page.name}: the page did not finish loading in the probe"
+    return json.loads(html.unescape(out))
+
+
 def _dump_dom(chromium: str, page: Path, profile_dir: Path) -> str:
     res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
@@ -257,6 +305,11 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
         parsed = _Page()
         parsed.feed(dom)
         assert parsed.h1 >= 1, f"{entry}: no title in the rendered page"
+        seen = _probe(chromium, page, tmp_path / "chromium", tmp_path)
+        assert not seen["brokenImages"], f"{entry}: images that did not load: {seen['brokenImages']}"
+        assert not seen["rawMath"] and not seen["rawDelimiters"], f"{entry}: math not rendered: {seen['rawMath'][:3]}"
+        assert not seen["wideTables"], f"{entry}: tables wider than their container: {seen['wideTables']}"
+        assert not seen["nbval"] and "NBVAL_" not in dom, f"{entry}: an NBVAL_ marker is visible"
         for bad in ("Traceback", '"ename"', "Kernel died"):
             assert bad not in dom, f"{entry}: {bad!r} in the rendered page"
         assert "stderr" not in parsed.classes and "traceback" not in parsed.classes, f"{entry}: error output"
