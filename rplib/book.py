@@ -21,8 +21,11 @@
 Adding a chapter ``NN_name``:
 
 1. write ``notebooks/NN_name.ipynb`` with one cell tagged ``parameters`` (typed defaults with a
-   ``# help`` comment each; the defaults are the smoke profile) and a last cell calling
-   ``rplib.plotting.provenance``;
+   ``# help`` comment each; the defaults are the smoke profile), then a cell
+   ``params = chapter.Params.from_namespace(globals())`` where ``chapter`` is the chapter's module in
+   ``rplib.chapters`` (its ``Params`` and ``grid``), and a last cell calling
+   ``rplib.plotting.provenance``, tagged ``nbval-ignore-output``; plumbing cells are tagged
+   ``hide-input`` so that at most 80 code lines show;
 2. add one line ``- file: book/NN_name`` to ``_toc.yml`` under the caption ``Chapters``;
 3. add an entry ``NN_name: {cpu: {...}, paper: {...}}`` to ``notebooks/profiles.yml``;
 4. run ``python -m rplib.book refresh --only NN_name`` and ``python -m rplib.book check``.
