@@ -100,7 +100,8 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     """The parameters each chapter will run with, ``{name: {parameter: value}}`` in toc order.
 
     Raises ``ValueError`` for an unknown profile, an unknown chapter in ``only``, a chapter missing
-    from ``profiles.yml``, or a parameter the notebook does not define -- before anything runs.
+    from ``profiles.yml``, a parameter the notebook does not define, or a value its chapter's
+    ``rplib.chapters`` parameters reject -- before anything runs.
     """
     _check_profile(profile)
     root = Path(root)
@@ -126,8 +127,17 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
         if bad:
             raise ValueError(f"notebooks/profiles.yml[{name}][{profile}] sets unknown parameter(s) {bad}; "
                              f"parameters of notebooks/{name}.ipynb: {', '.join(known)}")
+        _check_values(name, params)
         out[name] = params
     return out
+
+
+def _check_values(name: str, params: dict[str, Any]) -> None:
+    """Validate the values too when the chapter has typed parameters in :mod:`rplib.chapters`."""
+    from . import chapters as typed
+
+    if name in typed.CHAPTERS:
+        typed.params(name, params)
 
 
 _BUTTONS = (("html", "use_repository_button"), ("html", "use_issues_button"), ("html", "use_edit_page_button"),

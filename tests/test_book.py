@@ -72,6 +72,20 @@ def test_execute_rejects_bad_input_before_running(tmp_path: Path, profile, only,
     assert not list((tmp_path / "book").glob("*.ipynb")), "a notebook was executed before validation finished"
 
 
+def test_plan_rejects_bad_values_of_typed_chapters(tmp_path: Path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("runs", "*.yml"))
+    profiles = book.load_profiles(ROOT)
+    profiles["02_scaling"]["cpu"] = dict(profiles["02_scaling"]["cpu"], sparsities=0.9)
+    (root / "notebooks" / "profiles.yml").write_text(yaml.safe_dump(profiles))
+    with pytest.raises(ValueError, match="parameter 'sparsities' of 02_scaling must be a non-empty list of floats"):
+        book.plan("cpu", ["02_scaling"], root)
+    assert book.plan("cpu", ["03_schemes"], root)["03_schemes"] == profiles["03_schemes"]["cpu"]
+
+
 def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
     _mini_book(tmp_path, "a: {}\nb:\n  cpu: {y: 1}\n")
     assert book.main(["--root", str(tmp_path), "execute", "--profile", "cpu"]) == 2
