@@ -1,39 +1,42 @@
-"""Seconds per training epoch of each (model, dataset) of a profile: the table behind ``rplib plan``.
+"""Seconds per training epoch per (model, dataset), measured by the published build: ``rplib plan``'s table.
 
-For every (model, dataset) pair in the chapters' grids of the profile, one representative run
-(its first dense or random-mask configuration in grid order) trains for one epoch in a temporary run
-store; the epoch's ``time`` from its ``history.json`` is printed as a line of
-``rplib.plan.SECONDS_PER_EPOCH``.
+The executed cpu-profile chapters in ``book/`` carry papermill's wall time for every cell. For each
+chapter, the time of its training cell (the one calling ``run_grid``; evaluation included) is divided
+by the epochs of its grid (``rplib.plan.run_epochs``); the times and epochs of the chapters that
+train a (model, dataset) pair are pooled. Valid when that build trained every run from an empty run
+store. Prints the lines of ``rplib.plan.SECONDS_PER_EPOCH``.
 
-    python benchmarks/epoch_times.py [--profile cpu]
+    python benchmarks/epoch_times.py
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
 
 from rplib import book, chapters
-from rplib.store import RunDir
-from rplib.train import run
+from rplib.plan import run_epochs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="cpu", choices=book.PROFILES)
-    args = ap.parse_args()
-    picked = {}
-    for name, overrides in book.plan(args.profile).items():
-        for cfg in chapters.grid(name, overrides):
-            if cfg.sparsity.method in ("dense", "random") and not cfg.dst.enabled:
-                picked.setdefault((cfg.model.name, cfg.data.name), cfg)
-    with tempfile.TemporaryDirectory() as store:
-        for (model, dataset), cfg in sorted(picked.items()):
-            one = cfg.with_({"optim.epochs": 1, "eval.ood": (), "eval.attacks": ()})
-            run(one, root=store, progress=False)
-            seconds = json.loads(RunDir(store, one.hash).history.read_text())[-1]["time"]
-            print(f'    ("{model}", "{dataset}"): {seconds:.3f},')
+    seconds: dict[tuple[str, str], float] = defaultdict(float)
+    epochs: dict[tuple[str, str], int] = defaultdict(int)
+    for name, overrides in book.plan(book.PUBLISHED, root=ROOT).items():
+        configs = chapters.grid(name, overrides)
+        path = ROOT / "book" / f"{name}.ipynb"
+        if not configs or not path.is_file():
+            continue
+        nb = nbformat.read(path, as_version=4)
+        wall = sum(c.metadata.papermill.duration for c in nb.cells if c.cell_type == "code" and "run_grid(" in c.source)
+        for key in {(c.model.name, c.data.name) for c in configs}:
+            seconds[key] += wall
+            epochs[key] += sum(run_epochs(c) for c in configs)
+    for key in sorted(seconds):
+        print(f'    ("{key[0]}", "{key[1]}"): {seconds[key] / epochs[key]:.3f},')
 
 
 if __name__ == "__main__":

@@ -24,11 +24,18 @@ from .store import RunDir
 
 __all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan"]
 
-# Seconds per training epoch (evaluation included) on CPU, measured once with
-# ``benchmarks/epoch_times.py`` (one epoch of each (model, dataset) at the cpu profile's sizes:
-# MNIST-1D with 4000 examples, scikit-learn digits; batch 128; 2 threads of an AMD EPYC core).
-# The paper profile's GPU models have no entry: their estimate needs finished runs in the store.
-SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {}
+# Seconds per epoch on CPU (training and evaluation), measured by the published cpu-profile build of
+# the book (commit 771145a: every run trained from an empty store on 2 CPU cores, 19m47s in all):
+# each chapter's training-cell wall time over the epochs of its grid, pooled per (model, dataset);
+# ``python benchmarks/epoch_times.py`` recomputes them from book/. Smoke runs (1000 MNIST-1D
+# examples instead of 4000) take less. The paper profile's GPU models have no entry: their estimate
+# needs finished runs in the store.
+SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {
+    ("cnn1d", "mnist1d"): 0.186,
+    ("convnet", "digits"): 0.073,
+    ("mlp", "digits"): 0.073,
+    ("mlp", "mnist1d"): 0.051,
+}
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from rplib import chapters, cli
-from rplib.plan import ChapterPlan, format_plan, plan, run_epochs
+from rplib.plan import ChapterPlan, format_plan, plan, run_epochs, seconds_per_epoch
 from rplib.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,16 @@ def test_finished_count_and_estimate_follow_the_store(tmp_path: Path):
     (after,) = plan("smoke", [name], ROOT, tmp_path)
     assert after.finished == before.finished + 1 == 1
     assert after.runs == before.runs
-    assert after.hours is not None and after.hours > 0  # the landed run's history gives the epoch time
+    times = [h["time"] for h in json.loads((tmp_path / first.hash / "history.json").read_text()) if "time" in h]
+    measured = seconds_per_epoch([first], tmp_path)
+    assert len(times) == first.optim.epochs and measured == {("mlp", "digits"): pytest.approx(sum(times) / len(times))}
+    left = sum(run_epochs(c) for c in chapters.grid(name)[1:]) * measured["mlp", "digits"] / 3600
+    assert after.hours == pytest.approx(left)  # the store's epoch time replaces the table's
+
+
+def test_paper_models_without_an_epoch_time_have_no_estimate(tmp_path: Path):
+    (row,) = plan("paper", ["02_scaling"], ROOT, tmp_path)
+    assert row.hours is None and "resnet/cifar10" in row.unknown and row.runs > 0
 
 
 def test_cli_prints_a_table_and_rejects_bad_input(tmp_path: Path, capsys):
