@@ -139,6 +139,17 @@ def test_committed_chapters_are_complete_published_executions(name: str):
     assert nb.metadata.papermill.exception in (None, False)
 
 
+def test_root_command_prints_the_folder_to_render(tmp_path: Path, capsys):
+    _mini_book(tmp_path, "a: {}\nb: {}\n")
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "paper"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder == tmp_path / "_build" / "profiles" / "paper" and (folder / "book" / "intro.md").is_file()
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "gpu"]) == 2
+    assert "unknown profile 'gpu'" in capsys.readouterr().err
+
+
 def test_buttons_need_a_repository_url():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert book.button_problems(config) == []
