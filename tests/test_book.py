@@ -308,6 +308,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
     src.mkdir()
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "_static", src / "_static")
     shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
     env = os.environ | {"MPLBACKEND": "Agg"}
