@@ -72,12 +72,16 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     """The plan of every chapter (or ``only`` these) under ``profile``.
 
     ``runs`` is the run store; by default each chapter's own ``runs`` parameter, relative to
-    ``notebooks/`` as when the notebook executes. Raises ``ValueError`` for an unknown profile,
-    chapter or parameter (see :func:`rplib.book.plan`).
+    ``notebooks/`` as when the notebook executes. A chapter without a module in
+    :mod:`rplib.chapters` gets an empty row whose estimate is unknown. Raises ``ValueError`` for an
+    unknown profile, chapter or parameter (see :func:`rplib.book.plan`).
     """
     root = Path(root)
     out = []
     for name, overrides in book.plan(profile, only, root).items():
+        if name not in chapters.CHAPTERS:  # a chapter without a grid in rplib.chapters cannot be planned
+            out.append(ChapterPlan(name, 0, 0, 0, None, ("no grid in rplib.chapters",)))
+            continue
         params = chapters.params(name, overrides)
         configs = chapters.grid(name, overrides)
         store = Path(runs) if runs is not None else root / "notebooks" / getattr(params, "runs", "../runs")
@@ -108,6 +112,6 @@ def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
     lines.insert(-1, "-" * len(lines[0]))
     missing = sorted({u for p in plans for u in p.unknown})
     if missing:
-        lines.append(f"no epoch time for {', '.join(missing)}: run one of them (the store's history.json is read) "
-                     "or add it to rplib.plan.SECONDS_PER_EPOCH")
+        lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run's history.json in the "
+                     "store or from rplib.plan.SECONDS_PER_EPOCH)")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def test_cli_prints_a_table_and_rejects_bad_input(tmp_path: Path, capsys):
     assert "unknown profile 'gpu'; valid profiles: smoke, cpu, paper" in capsys.readouterr().err
     assert cli.main(["plan", "--profile", "cpu", "--only", "2_scaling", "--book-root", str(ROOT)]) == 2
     assert "unknown chapter(s) ['2_scaling']" in capsys.readouterr().err
+
+
+def test_chapter_without_a_grid_module_is_listed_as_unknown(tmp_path: Path):
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("runs"))
+    shutil.copy(ROOT / "notebooks" / "07_gradient_flow.ipynb", root / "notebooks" / "99_new.ipynb")
+    (root / "_toc.yml").write_text((ROOT / "_toc.yml").read_text().replace(
+        "      - file: book/07_gradient_flow\n", "      - file: book/07_gradient_flow\n      - file: book/99_new\n"))
+    with (root / "notebooks" / "profiles.yml").open("a") as f:
+        f.write("\n99_new: {}\n")
+    rows = {r.chapter: r for r in plan("smoke", ["07_gradient_flow", "99_new"], root, tmp_path)}
+    assert rows["99_new"].runs == 0 and rows["99_new"].hours is None and rows["07_gradient_flow"].runs > 0
 
 
 def test_format_plan_marks_unknown_estimates():
