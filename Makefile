@@ -34,9 +34,10 @@ chromium:
 test: env chromium
 	$(BIN)/python -m pytest
 
+# Only PROFILE=cpu (the published book) writes book/; smoke and paper build in _build/profiles/$(PROFILE)/.
 book: env
 	RPLIB_EXECUTOR=$(EXECUTOR) $(BIN)/python -m rplib.book execute --profile $(PROFILE)
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	$(BIN)/jupyter-book build "$$($(BIN)/python -m rplib.book root --profile $(PROFILE))" --warningiserror --keep-going
 
 benchmarks: env
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

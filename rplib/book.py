@@ -1,11 +1,17 @@
 """Execute the book's notebooks under a profile and check that the book's files agree.
 
 ``python -m rplib.book execute --profile {smoke,cpu,paper} [--only NAME ...]``
-    papermill-executes ``notebooks/<name>.ipynb`` into ``book/<name>.ipynb`` for every chapter in
-    ``_toc.yml`` order, with the parameters of ``notebooks/profiles.yml[name][profile]`` (``smoke``:
-    the notebook's own defaults), kernel ``python3``, working directory ``notebooks/`` (as under
-    nbval) and ``RPLIB_PROFILE`` set to the profile. Every profile and parameter name is checked
-    against the notebooks before anything runs.
+    papermill-executes ``notebooks/<name>.ipynb`` for every chapter in ``_toc.yml`` order, with the
+    parameters of ``notebooks/profiles.yml[name][profile]`` (``smoke``: the notebook's own defaults),
+    kernel ``python3``, working directory ``notebooks/`` (as under nbval) and ``RPLIB_PROFILE`` set
+    to the profile. Every profile and parameter name is checked against the notebooks before
+    anything runs. Only the published profile (``cpu``) writes ``book/``; the others write
+    ``_build/profiles/<profile>/book/`` beside copies of ``_config.yml``, ``_toc.yml`` and the book's
+    other pages, a book of their own. A chapter replaces its executed copy only once its execution
+    finished (temp file, then atomic rename); a failed execution is kept in
+    ``_build/failed/<profile>/<name>.ipynb``.
+``python -m rplib.book root --profile PROFILE``
+    prints the folder to render with ``jupyter-book build`` for that profile.
 ``python -m rplib.book refresh [--only NAME ...]``
     re-executes the notebook sources in place with their smoke defaults: the outputs that are
     committed and that nbval compares.
@@ -15,8 +21,11 @@
 Adding a chapter ``NN_name``:
 
 1. write ``notebooks/NN_name.ipynb`` with one cell tagged ``parameters`` (typed defaults with a
-   ``# help`` comment each; the defaults are the smoke profile) and a last cell calling
-   ``rplib.plotting.provenance``;
+   ``# help`` comment each; the defaults are the smoke profile), then a cell
+   ``params = chapter.Params.from_namespace(globals())`` where ``chapter`` is the chapter's module in
+   ``rplib.chapters`` (its ``Params`` and ``grid``), and a last cell calling
+   ``rplib.plotting.provenance``, tagged ``nbval-ignore-output``; plumbing cells are tagged
+   ``hide-input`` so that at most 80 code lines show;
 2. add one line ``- file: book/NN_name`` to ``_toc.yml`` under the caption ``Chapters``;
 3. add an entry ``NN_name: {cpu: {...}, paper: {...}}`` to ``notebooks/profiles.yml``;
 4. run ``python -m rplib.book refresh --only NN_name`` and ``python -m rplib.book check``.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,10 +44,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PROFILES", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan", "check",
-           "execute", "refresh", "main"]
+__all__ = ["PROFILES", "PUBLISHED", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
+           "check", "button_problems", "book_root", "prepare_book_root", "execute", "refresh", "main"]
 
 PROFILES = ("smoke", "cpu", "paper")
+PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published
 KERNEL = "python3"
 _OVERRIDABLE = PROFILES[1:]  # smoke is the parameters cell itself, never overridden
 
@@ -89,7 +100,8 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     """The parameters each chapter will run with, ``{name: {parameter: value}}`` in toc order.
 
     Raises ``ValueError`` for an unknown profile, an unknown chapter in ``only``, a chapter missing
-    from ``profiles.yml``, or a parameter the notebook does not define -- before anything runs.
+    from ``profiles.yml``, a parameter the notebook does not define, or a value its chapter's
+    ``rplib.chapters`` parameters reject -- before anything runs.
     """
     _check_profile(profile)
     root = Path(root)
@@ -115,8 +127,30 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
         if bad:
             raise ValueError(f"notebooks/profiles.yml[{name}][{profile}] sets unknown parameter(s) {bad}; "
                              f"parameters of notebooks/{name}.ipynb: {', '.join(known)}")
+        _check_values(name, params)
         out[name] = params
     return out
+
+
+def _check_values(name: str, params: dict[str, Any]) -> None:
+    """Validate the values too when the chapter has typed parameters in :mod:`rplib.chapters`."""
+    from . import chapters as typed
+
+    if name in typed.CHAPTERS:
+        typed.params(name, params)
+
+
+_BUTTONS = (("html", "use_repository_button"), ("html", "use_issues_button"), ("html", "use_edit_page_button"),
+            ("launch_buttons", "binderhub_url"), ("launch_buttons", "colab_url"), ("launch_buttons", "jupyterhub_url"))
+
+
+def button_problems(config: dict[str, Any]) -> list[str]:
+    """Repository and launch buttons switched on in a ``_config.yml`` without a ``repository.url`` to point at."""
+    if str((config.get("repository") or {}).get("url") or "").strip():
+        return []
+    on = [f"{section}.{key}" for section, key in _BUTTONS if (config.get(section) or {}).get(key)]
+    return [f"_config.yml turns on {', '.join(on)} but repository.url is empty; set the book's repository url "
+            "or turn them off"] if on else []
 
 
 def check(root: Path | str = ".") -> list[str]:
@@ -124,12 +158,15 @@ def check(root: Path | str = ".") -> list[str]:
 
     Every toc entry must be a notebook chapter or a Markdown page; every notebook must be in the
     toc, have exactly one ``parameters`` cell, an entry in ``profiles.yml`` naming only known
-    profiles and parameters, and end with a provenance cell.
+    profiles and parameters, and end with a provenance cell; repository and launch buttons need a
+    repository url.
     """
     import nbformat
 
     root = Path(root)
     problems: list[str] = []
+    if (root / "_config.yml").is_file():
+        problems += button_problems(yaml.safe_load((root / "_config.yml").read_text()) or {})
     names = chapters(root)
     for f in toc_files(root):
         stem = Path(f).name
@@ -158,8 +195,40 @@ def check(root: Path | str = ".") -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def book_root(profile: str, root: Path | str = ".") -> Path:
+    """The folder ``jupyter-book build`` renders for ``profile``: the repository for the published profile,
+    ``_build/profiles/<profile>`` for the others."""
+    _check_profile(profile)
+    root = Path(root)
+    return root if profile == PUBLISHED else root / "_build" / "profiles" / profile
+
+
+def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
+    """Create the profile's book folder: copies of ``_config.yml``, ``_toc.yml``, ``_static/`` and the
+    book's pages (everything in ``book/`` but the executed chapters). Returns the folder."""
+    root = Path(root)
+    target = book_root(profile, root)
+    if target == root:
+        return target
+    (target / "book").mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, target / name)
+    if (root / "_static").is_dir():
+        shutil.copytree(root / "_static", target / "_static", dirs_exist_ok=True)
+    for f in (root / "book").iterdir():
+        if f.is_file() and f.suffix != ".ipynb":
+            shutil.copy2(f, target / "book" / f.name)
+    return target
+
+
 def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
-    """Execute the chapters (all, or ``only``) into ``book/`` under ``profile``; return the written notebooks."""
+    """Execute the chapters (all, or ``only``) under ``profile`` into ``book_root(profile)/book/``.
+
+    Each chapter executes into a temporary file next to its target and replaces it only when the
+    execution finished; a failed execution moves to ``_build/failed/<profile>/`` and the error is raised.
+    Returns the written notebooks.
+    """
     import papermill as pm
 
     from .executors import from_settings
@@ -167,15 +236,27 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
     root = Path(root).resolve()
     todo = plan(profile, only, root)
     from_settings()  # the chapters' executor settings (RPLIB_EXECUTOR, ...) are checked before any chapter runs
+    out_dir = prepare_book_root(profile, root) / "book"
     os.environ["RPLIB_PROFILE"] = profile
     written = []
     for i, (name, params) in enumerate(todo.items(), start=1):
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "notebook defaults"
         print(f"[{i}/{len(todo)}] {name} (profile {profile}: {shown})", flush=True)
         start = time.perf_counter()
-        out = root / "book" / f"{name}.ipynb"
-        pm.execute_notebook(root / "notebooks" / f"{name}.ipynb", out, parameters=params, kernel_name=KERNEL,
-                            cwd=root / "notebooks", progress_bar=True)
+        out = out_dir / f"{name}.ipynb"
+        tmp = out_dir / f".{name}.executing.ipynb"
+        try:
+            pm.execute_notebook(root / "notebooks" / f"{name}.ipynb", tmp, parameters=params, kernel_name=KERNEL,
+                                cwd=root / "notebooks", progress_bar=True)
+        except BaseException:
+            if tmp.exists():
+                failed = root / "_build" / "failed" / profile / f"{name}.ipynb"
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, failed)
+                print(f"[{i}/{len(todo)}] {name} failed; its partial execution: {failed.relative_to(root)}",
+                      file=sys.stderr, flush=True)
+            raise
+        os.replace(tmp, out)
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
               flush=True)
         written.append(out)
@@ -206,16 +287,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rplib.book", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=".", help="repository root holding _toc.yml and notebooks/ (default: .)")
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("execute", help="execute the chapters into book/ under a profile")
+    e = sub.add_parser("execute", help="execute the chapters under a profile (cpu: into book/)")
     e.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
     e.add_argument("--only", nargs="+", metavar="NAME", help="only these chapters (e.g. 01_layerwise_densities)")
     r = sub.add_parser("refresh", help="re-execute notebooks/ in place with the smoke defaults")
     r.add_argument("--only", nargs="+", metavar="NAME", help="only these chapters")
     sub.add_parser("check", help="check _toc.yml, notebooks/ and notebooks/profiles.yml agree")
+    b = sub.add_parser("root", help="print the folder jupyter-book renders for a profile")
+    b.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
     args = p.parse_args(argv)
     try:
         if args.command == "execute":
             execute(args.profile, args.only, args.root)
+        elif args.command == "root":
+            print(prepare_book_root(args.profile, args.root))
         elif args.command == "refresh":
             refresh(args.only, args.root)
         else:

@@ -1,5 +1,6 @@
 """Command line: ``rplib densities`` prints a per-layer density table; ``rplib train`` trains one config;
-``rplib config`` lists every config field with its type, default and valid choices.
+``rplib config`` lists every config field with its type, default and valid choices;
+``rplib plan`` lists what a profile will train.
 
 Every expected failure (a bad value, a missing or malformed file, an unusable run directory)
 ends with one line ``rplib: error: ...`` naming what is wrong, and exit status 2.
@@ -107,6 +108,13 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import format_plan, plan
+
+    print(format_plan(plan(args.profile, args.only, args.book_root, args.root), args.profile))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import available
     from .sparsity import DATA_SCHEMES, SCHEMES
@@ -143,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
     c.add_argument("--json", action="store_true", help="the field list as JSON")
     c.set_defaults(func=_config)
+    pl = sub.add_parser("plan", help="runs, epochs, finished runs and estimated hours of a profile, per chapter")
+    pl.add_argument("--profile", required=True, help="smoke, cpu or paper")
+    pl.add_argument("--only", nargs="+", metavar="CHAPTER", help="only these chapters (e.g. 02_scaling)")
+    pl.add_argument("--root", default=None, help="run store (default: each chapter's runs parameter, ./runs)")
+    pl.add_argument("--book-root", default=".", help="repository root holding _toc.yml and notebooks/ (default: .)")
+    pl.set_defaults(func=_plan)
     return p
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from scipy.stats import t as student_t  # noqa: E402
 
 from rplib import book, plotting  # noqa: E402
@@ -69,6 +72,20 @@ def test_execute_rejects_bad_input_before_running(tmp_path: Path, profile, only,
     assert not list((tmp_path / "book").glob("*.ipynb")), "a notebook was executed before validation finished"
 
 
+def test_plan_rejects_bad_values_of_typed_chapters(tmp_path: Path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("runs", "*.yml"))
+    profiles = book.load_profiles(ROOT)
+    profiles["02_scaling"]["cpu"] = dict(profiles["02_scaling"]["cpu"], sparsities=0.9)
+    (root / "notebooks" / "profiles.yml").write_text(yaml.safe_dump(profiles))
+    with pytest.raises(ValueError, match="parameter 'sparsities' of 02_scaling must be a non-empty list of floats"):
+        book.plan("cpu", ["02_scaling"], root)
+    assert book.plan("cpu", ["03_schemes"], root)["03_schemes"] == profiles["03_schemes"]["cpu"]
+
+
 def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
     _mini_book(tmp_path, "a: {}\nb:\n  cpu: {y: 1}\n")
     assert book.main(["--root", str(tmp_path), "execute", "--profile", "cpu"]) == 2
@@ -78,6 +95,70 @@ def test_cli_reports_errors_and_checks(tmp_path: Path, capsys):
     (tmp_path / "notebooks" / "profiles.yml").write_text("a: {}\nb:\n  cpu: {x: 2}\n")
     assert book.main(["--root", str(tmp_path), "check"]) == 0
     assert "book OK: chapters a, b" in capsys.readouterr().out
+
+
+def _runnable(root: Path, name: str, source: str) -> None:
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell(source)]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}),
+                   root / "notebooks" / f"{name}.ipynb")
+
+
+@pytest.mark.slow
+def test_only_the_published_profile_writes_book_and_only_finished_chapters(tmp_path: Path):
+    _mini_book(tmp_path, "a: {}\nb: {}\n")
+    (tmp_path / "_config.yml").write_text("title: mini\n")
+    (tmp_path / "book" / "references.bib").write_text("")
+    _runnable(tmp_path, "a", "print(x)")
+    assert book.book_root("cpu", tmp_path) == tmp_path
+    written = book.execute("smoke", ["a"], tmp_path)
+    profile_root = tmp_path / "_build" / "profiles" / "smoke"
+    assert written == [profile_root / "book" / "a.ipynb"]
+    assert not list((tmp_path / "book").glob("*.ipynb")), "a smoke execution wrote into book/"
+    for f in ("_config.yml", "_toc.yml", "book/intro.md", "book/references.bib"):
+        assert (profile_root / f).is_file(), f
+    (tmp_path / "book" / "b.ipynb").write_text("the last finished execution")
+    with pytest.raises(Exception, match="executed"):
+        book.execute("cpu", ["b"], tmp_path)
+    assert (tmp_path / "book" / "b.ipynb").read_text() == "the last finished execution"
+    assert (tmp_path / "_build" / "failed" / "cpu" / "b.ipynb").is_file()
+    assert not list((tmp_path / "book").glob(".*"))
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_committed_chapters_are_complete_published_executions(name: str):
+    path = ROOT / "book" / f"{name}.ipynb"
+    assert path.is_file(), f"book/{name}.ipynb is missing: run `make book` (profile {book.PUBLISHED})"
+    nb = nbformat.read(path, as_version=4)
+    expected = book.load_profiles(ROOT)[name].get(book.PUBLISHED) or {}
+    assert nb.metadata.papermill.parameters == expected, f"book/{name}.ipynb was not executed with the cpu profile"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"book/{name}.ipynb: a cell was not executed"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"book/{name}.ipynb: error output"
+    assert nb.metadata.papermill.exception in (None, False)
+
+
+def test_root_command_prints_the_folder_to_render(tmp_path: Path, capsys):
+    _mini_book(tmp_path, "a: {}\nb: {}\n")
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "paper"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder == tmp_path / "_build" / "profiles" / "paper" and (folder / "book" / "intro.md").is_file()
+    assert book.main(["--root", str(tmp_path), "root", "--profile", "gpu"]) == 2
+    assert "unknown profile 'gpu'" in capsys.readouterr().err
+
+
+def test_buttons_need_a_repository_url():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert book.button_problems(config) == []
+    assert "mathjax" in config["sphinx"]["config"]["mathjax_path"]
+    assert (ROOT / "_static" / config["sphinx"]["config"]["mathjax_path"]).is_file(), "MathJax is not vendored"
+    on = config | {"html": {"use_repository_button": True}, "repository": {"url": ""}}
+    assert "html.use_repository_button" in book.button_problems(on)[0]
+    on["repository"] = {"url": "https://example.org/book"}
+    assert book.button_problems(on) == []
 
 
 # --------------------------------------------------------------------------- plotting
@@ -179,6 +260,40 @@ def _chromium() -> str:
     return exe
 
 
+# Loads a rendered page in an iframe, waits for MathJax, then writes what it measured into its own DOM.
+_PROBE = r"""<!DOCTYPE html><html><body><pre id="out">pending</pre>
+<iframe id="page" src="{src}" style="width:1280px;height:900px"></iframe>
+<script>
+const frame = document.getElementById("page");
+frame.onload = () => setTimeout(() => {{
+  const doc = frame.contentDocument;
+  const visible = doc.body.innerText;
+  const report = {{
+    brokenImages: [...doc.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src")),
+    rawMath: [...doc.querySelectorAll(".math")].filter(m => !m.querySelector("mjx-container")).map(m => m.textContent),
+    rawDelimiters: /\\\(|\\\[/.test(visible),
+    wideTables: [...doc.querySelectorAll("table")].filter(t => t.getBoundingClientRect().width >
+      t.parentElement.getBoundingClientRect().width + 1).map(t => t.innerText.slice(0, 80)),
+    nbval: visible.includes("NBVAL_"),
+  }};
+  document.getElementById("out").textContent = JSON.stringify(report);
+}}, 4000);
+</script></body></html>"""
+
+
+def _probe(chromium: str, page: Path, profile_dir: Path, tmp: Path) -> dict:
+    """What a reader sees on ``page``: unloaded images, untypeset math, tables wider than their container."""
+    probe = tmp / f"probe-{page.stem}.html"
+    probe.write_text(_PROBE.format(src=page.as_uri()))
+    res = subprocess.run([chromium, *CHROMIUM_FLAGS, "--allow-file-access-from-files", "--virtual-time-budget=20000",
+                          f"--user-data-dir={profile_dir}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
+    assert out != "pending", f"{page.name}: the page did not finish loading in the probe"
+    return json.loads(html.unescape(out))
+
+
 def _dump_dom(chromium: str, page: Path, profile_dir: Path) -> str:
     res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
@@ -193,6 +308,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
     src.mkdir()
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "_static", src / "_static")
     shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
     env = os.environ | {"MPLBACKEND": "Agg"}
@@ -201,11 +317,13 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     jb = Path(sys.executable).parent / "jupyter-book"
-    res = subprocess.run([str(jb), "build", ".", "--warningiserror", "--keep-going"], cwd=src, env=env,
+    assert not list((src / "book").glob("*.ipynb")), "the smoke profile wrote into book/"
+    site = book.book_root("smoke", src)
+    res = subprocess.run([str(jb), "build", str(site), "--warningiserror", "--keep-going"], cwd=src, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
 
-    html = src / "_build" / "html"
+    html = site / "_build" / "html"
     for entry in book.toc_files(src):
         page = html / f"{entry}.html"
         assert page.is_file(), f"{entry} was not rendered"
@@ -213,6 +331,11 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
         parsed = _Page()
         parsed.feed(dom)
         assert parsed.h1 >= 1, f"{entry}: no title in the rendered page"
+        seen = _probe(chromium, page, tmp_path / "chromium", tmp_path)
+        assert not seen["brokenImages"], f"{entry}: images that did not load: {seen['brokenImages']}"
+        assert not seen["rawMath"] and not seen["rawDelimiters"], f"{entry}: math not rendered: {seen['rawMath'][:3]}"
+        assert not seen["wideTables"], f"{entry}: tables wider than their container: {seen['wideTables']}"
+        assert not seen["nbval"] and "NBVAL_" not in dom, f"{entry}: an NBVAL_ marker is visible"
         for bad in ("Traceback", '"ename"', "Kernel died"):
             assert bad not in dom, f"{entry}: {bad!r} in the rendered page"
         assert "stderr" not in parsed.classes and "traceback" not in parsed.classes, f"{entry}: error output"
@@ -224,7 +347,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
             assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{entry}: figure {s} missing or not PNG"
         name = Path(entry).name
         if name in book.chapters(src):
-            nb = nbformat.read(src / "book" / f"{name}.ipynb", as_version=4)
+            nb = nbformat.read(site / "book" / f"{name}.ipynb", as_version=4)
             outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
             assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
             pngs = sum("image/png" in o.get("data", {}) for o in outputs)

@@ -60,7 +60,37 @@ def test_profiles_entry_names_existing_parameters(path: Path):
 def test_ends_with_provenance(path: Path):
     code = [c for c in _read(path).cells if c.cell_type == "code"]
     assert "provenance(" in code[-1].source, f"{path.name}: the last code cell must call provenance()"
-    assert "NBVAL_IGNORE_OUTPUT" in code[-1].source, f"{path.name}: provenance varies by machine; mark it NBVAL_IGNORE_OUTPUT"
+    assert "nbval-ignore-output" in code[-1].metadata.get("tags", []), (
+        f"{path.name}: provenance varies by machine; tag its cell nbval-ignore-output")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_nbval_markers_in_sources(path: Path):
+    marked = [c.source.splitlines()[0] for c in _read(path).cells if "NBVAL_" in c.source]
+    assert not marked, f"{path.name}: use cell tags (nbval-ignore-output, ...) instead of NBVAL_ comments: {marked}"
+
+
+HIDDEN_INPUT = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+MAX_VISIBLE_LINES = 80
+
+
+def visible_code_lines(nb: nbformat.NotebookNode) -> int:
+    """Non-blank code lines a reader sees without opening a toggle: cells not tagged hide/remove-input/cell."""
+    return sum(len([ln for ln in c.source.splitlines() if ln.strip()]) for c in nb.cells
+               if c.cell_type == "code" and not HIDDEN_INPUT & set(c.metadata.get("tags", [])))
+
+
+def test_visible_code_lines_counts_only_shown_cells():
+    cells = [nbformat.v4.new_code_cell("a = 1\n\nb = 2"), nbformat.v4.new_markdown_cell("text"),
+             nbformat.v4.new_code_cell("import x\nimport y", metadata={"tags": ["hide-input"]})]
+    assert visible_code_lines(nbformat.v4.new_notebook(cells=cells)) == 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_chapter_shows_at_most_80_code_lines(path: Path):
+    n = visible_code_lines(_read(path))
+    assert n <= MAX_VISIBLE_LINES, (f"{path.name}: {n} visible code lines; move plumbing into rplib or tag "
+                                    "its cell hide-input")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)

@@ -1,0 +1,117 @@
+"""What a profile will train, without training: runs, epochs, finished runs and estimated hours per chapter.
+
+``rplib plan --profile {smoke,cpu,paper} [--only CHAPTER ...] [--root RUNS]`` prints one row per
+chapter: the number of distinct runs of its grid (:mod:`rplib.chapters`), their total training epochs
+(lottery tickets train ``lottery_rounds`` dense copies first, hybrid tickets one), how many are
+finished in the run store (``<runs>/<hash>/metrics.json``) and the estimated hours of the unfinished
+ones.
+
+Seconds per epoch come, per (model, dataset), from the mean per-epoch ``time`` in the ``history.json``
+of finished runs in the store when there are any, else from :data:`SECONDS_PER_EPOCH`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import book, chapters
+from .config import RunConfig
+from .store import RunDir
+
+__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan"]
+
+# Seconds per epoch on CPU (training and evaluation), measured by the published cpu-profile build of
+# the book (commit 771145a: every run trained from an empty store on 2 CPU cores, 19m47s in all):
+# each chapter's training-cell wall time over the epochs of its grid, pooled per (model, dataset);
+# ``python benchmarks/epoch_times.py`` recomputes them from book/. Smoke runs (1000 MNIST-1D
+# examples instead of 4000) take less. The paper profile's GPU models have no entry: their estimate
+# needs finished runs in the store.
+SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {
+    ("cnn1d", "mnist1d"): 0.186,
+    ("convnet", "digits"): 0.073,
+    ("mlp", "digits"): 0.073,
+    ("mlp", "mnist1d"): 0.051,
+}
+
+
+@dataclass(frozen=True)
+class ChapterPlan:
+    """One chapter's share of a profile."""
+
+    chapter: str
+    runs: int
+    epochs: int
+    finished: int
+    hours: float | None  # estimated hours of the unfinished runs; None when an epoch time is unknown
+    unknown: tuple[str, ...]  # "model/dataset" pairs without an epoch time
+
+
+def run_epochs(cfg: RunConfig) -> int:
+    """Training epochs of one run, counting the dense trainings that lottery and hybrid masks need first."""
+    extra = {"lottery": cfg.sparsity.lottery_rounds, "hybrid": 1}.get(cfg.sparsity.method, 0)
+    return cfg.optim.epochs * (1 + extra)
+
+
+def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], float]:
+    """Mean per-epoch ``time`` of the finished runs in ``runs``, per (model, dataset), over ``configs``."""
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for cfg in configs:
+        rd = RunDir(runs, cfg.hash)
+        if rd.finished() and rd.history.is_file():
+            history = json.loads(rd.history.read_text())
+            times[cfg.model.name, cfg.data.name] += [float(h["time"]) for h in history if "time" in h]
+    return {key: sum(v) / len(v) for key, v in times.items() if v}
+
+
+def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".",
+         runs: Path | str | None = None) -> list[ChapterPlan]:
+    """The plan of every chapter (or ``only`` these) under ``profile``.
+
+    ``runs`` is the run store; by default each chapter's own ``runs`` parameter, relative to
+    ``notebooks/`` as when the notebook executes. A chapter without a module in
+    :mod:`rplib.chapters` gets an empty row whose estimate is unknown. Raises ``ValueError`` for an
+    unknown profile, chapter or parameter (see :func:`rplib.book.plan`).
+    """
+    root = Path(root)
+    out = []
+    for name, overrides in book.plan(profile, only, root).items():
+        if name not in chapters.CHAPTERS:  # a chapter without a grid in rplib.chapters cannot be planned
+            out.append(ChapterPlan(name, 0, 0, 0, None, ("no grid in rplib.chapters",)))
+            continue
+        params = chapters.params(name, overrides)
+        configs = chapters.grid(name, overrides)
+        store = Path(runs) if runs is not None else root / "notebooks" / getattr(params, "runs", "../runs")
+        measured = SECONDS_PER_EPOCH | seconds_per_epoch(configs, store)
+        todo = [c for c in configs if not RunDir(store, c.hash).finished()]
+        keys = {(c.model.name, c.data.name) for c in todo}
+        unknown = tuple(sorted(f"{m}/{d}" for m, d in keys if (m, d) not in measured))
+        seconds = sum(run_epochs(c) * measured.get((c.model.name, c.data.name), 0.0) for c in todo)
+        out.append(ChapterPlan(name, len(configs), sum(run_epochs(c) for c in configs), len(configs) - len(todo),
+                               None if unknown else seconds / 3600, unknown))
+    return out
+
+
+def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
+    """A plain-text table of :func:`plan`'s rows and their total."""
+    unit = "GPU-hours" if profile == "paper" else "CPU-hours"
+    rows = [(p.chapter, str(p.runs), str(p.epochs), str(p.finished),
+             f"{p.hours:.2f}" if p.hours is not None else "unknown") for p in plans]
+    known = [p.hours for p in plans if p.hours is not None]
+    total = sum(known) if len(known) == len(plans) else None
+    rows.append(("total", str(sum(p.runs for p in plans)), str(sum(p.epochs for p in plans)),
+                 str(sum(p.finished for p in plans)), f"{total:.2f}" if total is not None else "unknown"))
+    head = ("chapter", "runs", "epochs", "finished", f"{unit} left")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(-1, "-" * len(lines[0]))
+    missing = sorted({u for p in plans for u in p.unknown})
+    if missing:
+        lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run's history.json in the "
+                     "store or from rplib.plan.SECONDS_PER_EPOCH)")
+    return "\n".join(lines)
