@@ -222,7 +222,8 @@ def test_provenance(monkeypatch):
     assert {"python", "torch", "torchvision", "numpy", "rplib", "device", "threads"} <= set(prov.index)
     assert prov.loc["profile", "value"] == "cpu"
     assert prov.loc["torch", "value"] == torch.__version__
-    assert prov.loc["threads", "value"] == str(torch.get_num_threads())
+    monkeypatch.setenv("RPLIB_THREADS", "3")
+    assert plotting.provenance().loc["threads", "value"] == "3 per run (RPLIB_THREADS)"
     assert prov.loc["runs", "value"] == "2: aaa, bbb"
     assert plotting.provenance(profile="paper").loc["profile", "value"] == "paper"
     monkeypatch.delenv("RPLIB_PROFILE")
