@@ -222,6 +222,18 @@ def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
     return target
 
 
+def _fold_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``hide-input``: the profile's values stay one toggle away."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, path)
+
+
 def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
     """Execute the chapters (all, or ``only``) under ``profile`` into ``book_root(profile)/book/``.
 
@@ -256,6 +268,7 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
                 print(f"[{i}/{len(todo)}] {name} failed; its partial execution: {failed.relative_to(root)}",
                       file=sys.stderr, flush=True)
             raise
+        _fold_injected_parameters(tmp)
         os.replace(tmp, out)
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
               flush=True)
