@@ -105,6 +105,15 @@ class ChapterParams:
                 or any(v not in valid for v in value)):
             self._fail(name, expected, value)
 
+    def _data_fields(self) -> None:
+        """The data parameters every training chapter has: dataset, num_samples, data_root, download."""
+        from ..data import DATASETS
+
+        self._choice("dataset", DATASETS)
+        self._int("num_samples")
+        self._str("data_root")
+        self._bool("download")
+
     def _bool(self, name: str) -> None:
         if not isinstance(getattr(self, name), bool):
             self._fail(name, "true or false", getattr(self, name))

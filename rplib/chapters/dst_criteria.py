@@ -41,10 +41,7 @@ class Params(ChapterParams):
     sweep_growth: str = "random"
 
     def __post_init__(self) -> None:
-        self._choice("dataset", rdata.DATASETS)
-        self._int("num_samples")
-        self._str("data_root")
-        self._bool("download")
+        self._data_fields()
         self._choice("model", models.available())
         self._ints("hidden")
         for name in ("epochs", "batch_size", "seeds", "update_period"):

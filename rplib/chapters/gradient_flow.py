@@ -39,10 +39,7 @@ class Params(ChapterParams):
     runs: str = "../runs"
 
     def __post_init__(self) -> None:
-        self._choice("dataset", rdata.DATASETS)
-        self._int("num_samples")
-        self._str("data_root")
-        self._bool("download")
+        self._data_fields()
         self._choices("models", models.available())
         self._float("width", 0, None, lo_open=True)
         for name in ("epochs", "batch_size", "prune_samples_per_class", "seeds"):

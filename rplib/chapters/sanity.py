@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import data as rdata, models
+from .. import models
 from ..config import DEVICES, ModelConfig, OptimConfig, RunConfig
 from ..sparsity import layerwise_densities
 from ._common import data_config, input_spec
@@ -57,10 +57,7 @@ class Params(ChapterParams):
     rewind_lowered: bool = field(default=False, init=False)  # rewind_epoch was lowered to epochs - 1
 
     def __post_init__(self) -> None:
-        self._choice("dataset", rdata.DATASETS)
-        self._int("num_samples")
-        self._str("data_root")
-        self._bool("download")
+        self._data_fields()
         self._choices("networks", models.available())
         self._floats("widths", 0, None, lo_open=True)
         if len(self.widths) != len(self.networks):

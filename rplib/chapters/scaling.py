@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import data as rdata, models, sparsity
+from .. import models, sparsity
 from ..config import DEVICES, RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
@@ -39,10 +39,7 @@ class Params(ChapterParams):
     runs: str = "../runs"
 
     def __post_init__(self) -> None:
-        self._choice("dataset", rdata.DATASETS)
-        self._int("num_samples")
-        self._str("data_root")
-        self._bool("download")
+        self._data_fields()
         self._choice("model", FAMILIES)
         if (self.model == "cnn1d") != (self.dataset == "mnist1d"):
             self._fail("model", "cnn1d for dataset mnist1d, resnet or wrn for image datasets", self.model)

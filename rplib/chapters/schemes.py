@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import data as rdata, models, sparsity
+from .. import models, sparsity
 from ..config import DEVICES, RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
@@ -43,10 +43,7 @@ class Params(ChapterParams):
     runs: str = "../runs"
 
     def __post_init__(self) -> None:
-        self._choice("dataset", rdata.DATASETS)
-        self._int("num_samples")
-        self._str("data_root")
-        self._bool("download")
+        self._data_fields()
         self._choice("model", models.available())
         self._int("depth", 0)
         if self.depth and self.model not in DEPTH_MODELS:
