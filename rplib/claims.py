@@ -21,6 +21,9 @@ above then apply to that single point.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,8 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "decide", "verdict_table", "rule_text",
-           "rules_markdown"]
+__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "decide", "paired", "verdict_table",
+           "verdict_sentence", "publish", "read_published", "rule_text", "rules_markdown"]
+
+GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
 
 KINDS = ("difference", "equivalence")
 VERDICTS = ("agrees", "disagrees", "inconclusive")
@@ -108,6 +113,33 @@ def decide(claim: Claim, effects: Sequence[float] | Iterable[float]) -> Verdict:
     return Verdict(claim.id, estimate, low, high, int(x.size), verdict)
 
 
+def paired(frame: pd.DataFrame, by: str, treatment: object, reference: object, value: str,
+           pair: str | Sequence[str] = "seed") -> pd.Series:
+    """Per-pair differences ``value[treatment] - value[reference]``: rows matched on ``pair`` (the seed).
+
+    ``frame`` holds one row per run; ``by`` is the column that tells treatment from reference. A pair
+    missing either side, or a pair with several rows on one side, is an error naming the pair.
+    """
+    keys = [pair] if isinstance(pair, str) else list(pair)
+    for col in [by, value, *keys]:
+        if col not in frame.columns:
+            raise ValueError(f"paired: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
+    sides = {}
+    for name, level in (("treatment", treatment), ("reference", reference)):
+        rows = frame[frame[by] == level]
+        dup = rows[keys].duplicated()
+        if dup.any():
+            raise ValueError(f"paired: several {by}={level!r} rows for {keys}={rows[keys][dup].iloc[0].tolist()}")
+        sides[name] = rows.set_index(keys)[value]
+    t, r = sides["treatment"], sides["reference"]
+    unpaired = t.index.symmetric_difference(r.index)
+    if len(unpaired):
+        raise ValueError(f"paired: {by}={treatment!r} vs {reference!r} has unpaired {keys} {list(unpaired)[:5]}")
+    if not len(t):
+        raise ValueError(f"paired: no rows with {by}={treatment!r} or {by}={reference!r}")
+    return (t - r.reindex(t.index)).sort_index().rename(f"{treatment} - {reference}")
+
+
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.3g}"
 
@@ -125,6 +157,46 @@ def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None =
                      "unit": "" if c is None else c.unit, "rule": rule, "n": v.n, "verdict": v.verdict})
     columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict"]
     return pd.DataFrame(rows, columns=columns).set_index("claim")
+
+
+def verdict_sentence(v: Verdict, claims: dict[str, Claim] | None = None) -> str:
+    """The verdict in one line of Markdown for the chapter's prose: ``**agrees** (+1.2 [0.4, 2.0] points, n = 5)``."""
+    c = (CLAIMS if claims is None else claims).get(v.claim)
+    unit = f" {c.unit}" if c is not None and c.unit else ""
+    return f"**{v.verdict}** ({v.estimate:+.3g} [{_fmt(v.low)}, {_fmt(v.high)}]{unit}, n = {v.n})"
+
+
+def publish(verdicts: Sequence[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
+    """Glue the chapter's verdicts and return their table for display in the notebook.
+
+    Each verdict is glued as Markdown ``verdict_<claim id>`` (:func:`verdict_sentence`) for the prose,
+    and all of them as JSON under :data:`GLUE_NAME` for the book's findings page
+    (:func:`read_published`). Displaying the returned table shows the verdicts in the executed
+    notebook too, where glued values are invisible outside the book build.
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    verdicts = list(verdicts)
+    known = CLAIMS if claims is None else claims
+    unknown = [v.claim for v in verdicts if v.claim not in known]
+    if unknown:
+        raise ValueError(f"publish: unknown claims {unknown}; declared claims: {', '.join(known)}")
+    for v in verdicts:
+        glue(f"verdict_{v.claim}", Markdown(verdict_sentence(v, claims)), display=False)
+    glue(GLUE_NAME, json.dumps([dataclasses.asdict(v) for v in verdicts]), display=False)
+    return verdict_table(verdicts, claims)
+
+
+def read_published(nb: dict) -> list[Verdict]:
+    """The verdicts an executed notebook (``nbformat`` dict) glued with :func:`publish`; ``[]`` if none."""
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == GLUE_NAME:
+                text = next(v for k, v in out["data"].items() if k.endswith("text/plain"))
+                text = "".join(text) if isinstance(text, list) else text
+                return [Verdict(**d) for d in json.loads(ast.literal_eval(text))]
+    return []
 
 
 def rule_text(claim: Claim) -> str:
@@ -213,6 +285,12 @@ CLAIMS: dict[str, Claim] = _claims(
           "Nowak et al. 2023 (and RigL, SET): DST beats a fixed random mask",
           "per-seed paired difference DST (magnitude drop, random growth) - static test accuracy, points",
           +1, "difference", 0.0, "points"),
+    Claim("grad_flow_orders_schemes", "07_gradient_flow",
+          "Layer-wise ratios with a larger gradient norm at initialisation train to a higher accuracy",
+          "Liu et al. 2022 trace the accuracy differences between layer-wise ratios to their gradient flow",
+          "per-seed Kendall tau between the sparse schemes' gradient norm at initialisation and their final test "
+          "accuracy, averaged over the chapter's networks",
+          +1, "difference", 0.0, "Kendall tau"),
     Claim("sparse_faster_at_005", "08_sparse_inference",
           "A random ERK mask at density 0.05 runs faster than dense on CPU",
           "None of the papers measures it; they count parameters and FLOPs",

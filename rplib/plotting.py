@@ -3,6 +3,8 @@
 * :func:`use_style` -- inline retina PNG figures, readable font sizes, light grid.
 * :data:`COLORS` / :func:`color` / :func:`linestyle` -- one colour (and line style) per scheme or
   criterion, the same in every chapter.
+* :func:`figure_legend` -- one legend per figure, below its panels.
+* :func:`mean_ci` / :func:`mean_ci_table` -- "mean [95% CI]" over seeds, one string per table cell.
 * :func:`errorbar_plot` -- mean +- std (or a 95% t-interval) over seeds, one line per ``hue`` value.
 * :func:`heatmap` -- an annotated 2-D table (e.g. drop criterion x growth criterion).
 * :func:`provenance` -- package versions, device, threads, profile and run hashes.
@@ -21,29 +23,36 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLORS", "STYLE", "use_style", "color", "linestyle", "errorbar_plot", "heatmap", "provenance"]
+__all__ = ["COLORS", "STYLE", "use_style", "color", "linestyle", "figure_legend", "mean_ci", "mean_ci_table",
+           "errorbar_plot", "heatmap", "provenance"]
 
 # Layer-wise schemes, pruning scores, DST drop/growth criteria and baselines: names as in rplib.
+# Colour-blind-safe colours (Okabe & Ito 2008; Tol's "muted" set for the rest). A colour is reused
+# only by names that never share a figure (the layer-wise schemes of chapters 2-4 and 7, the drop
+# criteria of chapter 5); variants of one method share its colour and differ by :func:`linestyle`.
 COLORS: dict[str, str] = {
     "dense": "#000000",
-    "uniform": "#1f77b4",
-    "uniform_plus": "#aec7e8",
-    "er": "#ff7f0e",
-    "erk": "#d62728",
-    "erk_plus": "#ff9896",
-    "smart_ratio": "#2ca02c",
-    "snip": "#9467bd",
-    "grasp": "#8c564b",
-    "synflow": "#e377c2",
-    "magnitude": "#17becf",
-    "random": "#7f7f7f",
-    "set": "#bcbd22",
-    "mest": "#dbdb8d",
-    "sensitivity": "#c49c94",
-    "rsensitivity": "#f7b6d2",
-    "taylor": "#9edae5",
-    "gradient": "#c5b0d5",
-    "lottery": "#98df8a",
+    "uniform": "#0072B2",
+    "uniform_plus": "#332288",
+    "er": "#56B4E9",
+    "erk": "#D55E00",
+    "erk_plus": "#E69F00",
+    "smart_ratio": "#009E73",
+    "snip": "#CC79A7",
+    "grasp": "#882255",
+    "synflow": "#999933",
+    "lottery": "#44AA99",
+    "magnitude": "#E69F00",
+    "set": "#56B4E9",
+    "set_as_released": "#332288",
+    "mest": "#009E73",
+    "sensitivity": "#882255",
+    "rsensitivity": "#999933",
+    "random": "#777777",
+    "taylor": "#44AA99",
+    "taylor_fo": "#44AA99",
+    "gradient": "#DDCC77",
+    "static": "#000000",
 }
 _FALLBACK = plt.get_cmap("tab20b").colors
 
@@ -96,8 +105,57 @@ def color(name: str) -> str:
 
 
 def linestyle(name: str) -> str:
-    """Dashed for the ``_plus`` variants (``uniform_plus``, ``erk_plus``), solid otherwise, so they stay visible."""
-    return "--" if name.endswith("_plus") else "-"
+    """Dashed for variants (``uniform_plus``, ``erk_plus``, ``set_as_released``), solid otherwise."""
+    return "--" if name.endswith(("_plus", "_as_released")) else "-"
+
+
+def figure_legend(fig: plt.Figure, title: str | None = None, ncols: int | None = None) -> None:
+    """One legend for the whole figure, below the axes: the distinct labels of all its axes, in order.
+
+    The axes' own legends are removed, so a multi-panel figure shows its legend once and never over data.
+    """
+    handles: dict[str, object] = {}
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                handles.setdefault(label, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(list(handles.values()), list(handles), title=title, loc="outside lower center",
+                   ncols=ncols or min(len(handles), 5), frameon=False)
+
+
+def mean_ci(values: Iterable[float], digits: int = 1) -> str:
+    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2."""
+    from scipy import stats
+
+    x = np.asarray(list(values), dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return ""
+    mean = f"{x.mean():.{digits}f}"
+    if x.size < 2:
+        return mean
+    if np.all(x == x[0]):
+        low = high = float(x[0])
+    else:
+        ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+        low, high = float(ci.low), float(ci.high)
+    return f"{mean} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def mean_ci_table(frame: pd.DataFrame, index: str | list[str], value: str, columns: str | list[str] | None = None,
+                  digits: int = 1) -> pd.DataFrame:
+    """Rows (and columns) of ``frame`` grouped over seeds: one ``"mean [95% CI]"`` string per cell (:func:`mean_ci`)."""
+    keys = ([index] if isinstance(index, str) else list(index))
+    cols = [] if columns is None else ([columns] if isinstance(columns, str) else list(columns))
+    missing = [c for c in [*keys, *cols, value] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"mean_ci_table: column(s) {missing} not in the frame; columns: {list(frame.columns)}")
+    cells = frame.groupby(keys + cols, sort=False)[value].agg(lambda v: mean_ci(v, digits))
+    table = cells.unstack(cols) if cols else cells.to_frame(f"{value}, mean [95% CI]")
+    return table
 
 
 def _aggregate(df: pd.DataFrame, x: str, y: str, hue: str | None, err: str) -> pd.DataFrame:

@@ -84,6 +84,7 @@ def test_registry_declares_the_book_claims():
     ids = {"scaling_gap_shrinks", "erk_beats_uniform", "sparse_matches_dense_ood", "sparse_matches_dense_calibration",
            "sparse_matches_dense_robustness", "rearrange_costs_nothing", "corrupted_data_costs_nothing",
            "smart_ratio_matches_pruning", "drop_criteria_alike", "magnitude_best_low_density", "dst_beats_static",
+           "grad_flow_orders_schemes",
            "sparse_faster_at_005"}
     assert set(CLAIMS) == ids
     assert all(k == c.id for k, c in CLAIMS.items())
@@ -118,3 +119,42 @@ def test_rules_markdown_has_one_row_per_claim_with_its_rule():
     assert "equivalence, margin ±0.01 ECE" in rows[list(CLAIMS).index("sparse_matches_dense_calibration")]
     odd = dataclasses.replace(EQUIV, statement="a | b")
     assert rules_markdown({"q": odd}).splitlines()[2].count(" | ") == 4  # a '|' in a cell is escaped
+
+
+def test_paired_matches_rows_by_seed_and_refuses_unpaired_rows():
+    import pandas as pd
+
+    from rplib.claims import paired
+
+    frame = pd.DataFrame({"scheme": ["erk", "uniform", "uniform", "erk"], "seed": [0, 1, 0, 1],
+                          "acc": [80.0, 70.0, 75.0, 72.0]})
+    assert paired(frame, "scheme", "erk", "uniform", "acc").tolist() == [5.0, 2.0]  # seed 0, then seed 1
+    with pytest.raises(ValueError, match=r"unpaired \['seed'\] \[2\]"):
+        paired(pd.concat([frame, frame.iloc[[0]].assign(seed=2)]), "scheme", "erk", "uniform", "acc")
+    with pytest.raises(ValueError, match="several scheme='erk' rows"):
+        paired(pd.concat([frame, frame.iloc[[0]]]), "scheme", "erk", "uniform", "acc")
+    with pytest.raises(ValueError, match="no column 'accuracy'"):
+        paired(frame, "scheme", "erk", "uniform", "accuracy")
+
+
+def test_published_verdicts_reach_the_findings_page(tmp_path):
+    """publish() glues the verdicts into an executed notebook; the findings page reads them back."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from rplib import book
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from rplib.claims import CLAIMS, decide, publish\n"
+        "publish([decide(CLAIMS['erk_beats_uniform'], [1.0, 2.0, 3.0, 2.5, 1.5])])")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    table = nb.cells[0].outputs[-1]["data"]["text/plain"]
+    assert "erk_beats_uniform" in table and "agrees" in table  # shown in the notebook, not only glued
+    root = Path(__file__).parents[1]
+    (tmp_path / "03_schemes.ipynb").write_text(json.dumps(nb))
+    page = book.findings_markdown(tmp_path, root)
+    row = next(line for line in page.splitlines() if CLAIMS["erk_beats_uniform"].statement in line)
+    assert "**agrees**" in row and "2 [" in row and "| 5 |" in row
+    assert sum("| not run |" in line for line in page.splitlines()) == len(CLAIMS) - 1
