@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLORS", "STYLE", "use_style", "color", "linestyle", "figure_legend", "mean_ci", "mean_ci_table",
-           "errorbar_plot", "heatmap", "provenance"]
+__all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "use_style", "color", "linestyle", "figure_legend", "mean_ci",
+           "mean_ci_table", "errorbar_plot", "heatmap", "provenance"]
 
 # Layer-wise schemes, pruning scores, DST drop/growth criteria and baselines: names as in rplib.
 # Colour-blind-safe colours (Okabe & Ito 2008; Tol's "muted" set for the rest). A colour is reused
@@ -52,9 +52,18 @@ COLORS: dict[str, str] = {
     "taylor": "#44AA99",
     "taylor_fo": "#44AA99",
     "gradient": "#DDCC77",
-    "static": "#000000",
 }
-_FALLBACK = plt.get_cmap("tab20b").colors
+
+#: Names that share figures (the layer-wise schemes and baselines; the DST criteria): distinct colours within each.
+FIGURE_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("dense", "uniform", "uniform_plus", "er", "erk", "erk_plus", "smart_ratio", "snip", "grasp", "synflow",
+     "lottery"),
+    ("dense", "magnitude", "set", "set_as_released", "mest", "snip", "sensitivity", "rsensitivity", "random",
+     "taylor", "taylor_fo", "gradient"),
+)
+#: Colour-blind-safe colours for anything without a name in :data:`COLORS` (Okabe & Ito, then Tol's muted).
+QUALITATIVE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#882255",
+                                 "#999933", "#332288", "#44AA99", "#777777", "#DDCC77")
 
 STYLE: dict[str, object] = {
     "figure.figsize": (6.4, 4.0),
@@ -101,7 +110,7 @@ def color(name: str) -> str:
     """The colour of a scheme or criterion: :data:`COLORS`, else a fixed colour derived from the name."""
     if name in COLORS:
         return COLORS[name]
-    return mpl.colors.to_hex(_FALLBACK[zlib.crc32(name.encode()) % len(_FALLBACK)])
+    return QUALITATIVE[zlib.crc32(name.encode()) % len(QUALITATIVE)]
 
 
 def linestyle(name: str) -> str:

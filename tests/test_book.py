@@ -200,7 +200,38 @@ def test_colors_and_linestyles_are_stable():
     assert plotting.color("some_new_criterion") == plotting.color("some_new_criterion")
     assert plotting.color("some_new_criterion").startswith("#")
     assert plotting.linestyle("erk_plus") == "--" and plotting.linestyle("erk") == "-"
-    assert len(set(plotting.COLORS.values())) == len(plotting.COLORS)
+    for group in plotting.FIGURE_GROUPS:  # names that share a figure never share a colour and line style
+        styles = {(plotting.color(n), plotting.linestyle(n)) for n in group if n not in ("taylor", "taylor_fo")}
+        assert len(styles) == len([n for n in group if n not in ("taylor", "taylor_fo")]), group
+    assert plotting.linestyle("set_as_released") == "--"
+
+
+def test_figure_legend_is_one_legend_below_all_panels():
+    fig, axes = plt.subplots(1, 2)
+    for ax in axes:
+        ax.plot([0, 1], label="erk")
+        ax.plot([1, 0], label="uniform")
+        ax.legend()
+    axes[1].plot([0, 0], label="dense")
+    plotting.figure_legend(fig, title="scheme")
+    assert all(ax.get_legend() is None for ax in axes)
+    assert len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["erk", "uniform", "dense"]
+    plt.close(fig)
+
+
+def test_mean_ci_is_a_scipy_t_interval_in_one_string():
+    from scipy import stats
+
+    x = [80.0, 82.0, 81.0, 85.0, 79.0]
+    ci = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert plotting.mean_ci(x) == f"{np.mean(x):.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
+    assert plotting.mean_ci([3.0]) == "3.0" and plotting.mean_ci([]) == ""
+    frame = pd.DataFrame({"scheme": ["erk"] * 5 + ["uniform"] * 5, "acc": x + [70.0] * 5})
+    table = plotting.mean_ci_table(frame, "scheme", "acc")
+    assert table.loc["erk"].iloc[0] == plotting.mean_ci(x) and table.loc["uniform"].iloc[0] == "70.0 [70.0, 70.0]"
+    with pytest.raises(ValueError, match="not in the frame"):
+        plotting.mean_ci_table(frame, "scheme", "accuracy")
 
 
 def test_heatmap_draws_values():

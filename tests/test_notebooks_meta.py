@@ -147,3 +147,51 @@ def test_check_reports_each_kind_of_problem(tmp_path: Path):
     assert "b.ipynb has 2 cells tagged 'parameters'" in problems
     assert "b.ipynb does not end with a provenance cell" in problems
     assert "chapter 'b' has no entry in notebooks/profiles.yml" in problems
+
+
+VERDICT_WORDS = ("agrees", "disagrees", "inconclusive")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_chapter_computes_a_verdict_outside_the_claims_module(path: Path):
+    """Verdict words come from rplib.claims.decide only; a chapter owning claims publishes them."""
+    from rplib.claims import CLAIMS
+
+    code = "\n".join(c.source for c in _read(path).cells if c.cell_type == "code")
+    words = [w for w in VERDICT_WORDS if w in code]
+    assert not words, f"{path.name}: code writes verdict words {words}; decide claims with rplib.claims.decide"
+    if any(c.chapter == path.stem for c in CLAIMS.values()):
+        assert "decide(" in code and "publish(" in code, f"{path.name}: owns claims but does not decide and publish"
+
+
+def test_no_library_module_but_claims_writes_a_verdict():
+    quoted = [f'"{w}"' for w in VERDICT_WORDS] + [f"'{w}'" for w in VERDICT_WORDS]
+    offenders = [p.relative_to(ROOT) for p in (ROOT / "rplib").rglob("*.py")
+                 if p.name != "claims.py" and any(q in p.read_text() for q in quoted)]
+    assert not offenders, f"verdict words written outside rplib/claims.py: {offenders}"
+
+
+MAX_FIGURE_PX = 2 * 9 * 80  # retina PNG of a 9-inch figure at the book's 80 dpi: shown unscaled in the column
+
+
+def png_widths(nb: nbformat.NotebookNode) -> list[int]:
+    import base64
+    import struct
+
+    return [struct.unpack(">I", base64.b64decode(out.data["image/png"])[16:20])[0]
+            for c in nb.cells if c.cell_type == "code" for out in c.outputs if "image/png" in out.get("data", {})]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "book").glob("*.ipynb")),
+                         ids=ids + [f"book/{p.stem}" for p in sorted((ROOT / "book").glob("*.ipynb"))])
+def test_figures_fit_the_column_unscaled(path: Path):
+    """A figure wider than the column is shrunk with its text; at most 9 inches keeps 9-pt text at 9 pt."""
+    wide = [w for w in png_widths(_read(path)) if w > MAX_FIGURE_PX]
+    assert not wide, f"{path.name}: figures {wide} px wide (max {MAX_FIGURE_PX}); use a figsize at most 9 inches wide"
+
+
+def test_findings_page_is_written_from_the_executed_chapters():
+    page = (ROOT / "book" / "findings.md").read_text()
+    assert page == book.findings_markdown(ROOT / "book", ROOT), "run `python -m rplib.book findings --profile cpu`"
+    files = book.toc_files(ROOT)
+    assert files.index("book/findings") < min(files.index(f"book/{n}") for n in book.chapters(ROOT))
