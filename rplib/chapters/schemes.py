@@ -1,21 +1,31 @@
-"""Chapter 03, layer-wise schemes and ERK+: parameters, reachable (scheme, sparsity) pairs and the run grid."""
+"""Chapter 03, layer-wise schemes and ERK+: parameters, reachable (scheme, sparsity) pairs, the run grid,
+the results frame, the claim's per-seed effects, the chapter's tables and its figure."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
 import torch
 
 from .. import models, sparsity
+from ..claims import paired
 from ..config import DEVICES, RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
-__all__ = ["Params", "SALIENCY", "ALL_SCHEMES", "DEPTH_MODELS", "Network", "network", "config", "grid"]
+__all__ = ["Params", "SALIENCY", "ALL_SCHEMES", "DEPTH_MODELS", "CLAIM_TREATMENT", "CLAIM_REFERENCE", "Network",
+           "network", "describe", "config", "grid", "results_frame", "claim_effects", "differences",
+           "accuracy_table", "difference_table", "plot_accuracy"]
 
 SALIENCY = ("snip", "grasp")  # data-dependent ratios: random masks with the saliency methods' layer-wise densities
 ALL_SCHEMES = (*sparsity.SCHEMES, *SALIENCY)
 DEPTH_MODELS = ("cnn1d", "resnet", "wrn")  # registry names that take a depth
+# the claim erk_beats_uniform: ERK - uniform at the highest tested sparsity, whatever the chapter's
+# baseline and challenger (which only order and reference the descriptive views)
+CLAIM_TREATMENT, CLAIM_REFERENCE = "erk", "uniform"
 
 
 @dataclass(frozen=True)
@@ -116,3 +126,139 @@ def grid(p: Params, net: Network | None = None) -> list[RunConfig]:
     configs = [config(p, "dense", 0.0, seed) for seed in range(p.seeds)]
     return configs + [config(p, scheme, s, seed) for scheme in p.schemes for s in p.sparsities
                       if (scheme, s) not in unreachable for seed in range(p.seeds)]
+
+
+def describe(net: Network, p: Params) -> str:
+    """The network's size, the unreachable (scheme, sparsity) pairs, and the schemes that coincide at a sparsity
+    (equal layer-wise densities draw equal masks for a seed, hence equal results)."""
+    depth = f", depth {p.depth}" if p.depth else ""
+    lines = [f"{p.model} (width {p.width:g}{depth}) on {p.dataset}: {net.prunable_weights} prunable weights"]
+    lines += [f"unreachable: {scheme} at sparsity {s:g} ({why.split(';')[0]})"
+              for (scheme, s), why in net.unreachable.items()]
+    for s in p.sparsities:
+        groups: dict[tuple, list[str]] = {}
+        for scheme in p.schemes:
+            if (scheme, s) in net.ratios:
+                groups.setdefault(tuple(sorted(net.ratios[scheme, s].items())), []).append(scheme)
+        lines += [f"identical layer-wise densities at sparsity {s:g}: {', '.join(same)}"
+                  for same in groups.values() if len(same) > 1]
+    return "\n".join(lines)
+
+
+def results_frame(results: Sequence) -> pd.DataFrame:
+    """One row per run: ``scheme`` (``dense`` for the dense network), ``sparsity`` (0 for dense), ``seed``,
+    final-epoch test ``accuracy`` in percent and the run's ``hash``."""
+    from ..train import to_frame
+
+    raw = to_frame(results)
+    dense = raw["sparsity.method"] == "dense"
+    return pd.DataFrame({
+        "scheme": raw["sparsity.method"].where(dense, raw["sparsity.scheme"]),
+        "sparsity": (1 - raw["sparsity.density"]).where(~dense, 0.0).round(6),
+        "seed": raw["seed"].astype(int),
+        "accuracy": 100 * raw["test_accuracy"],
+        "hash": raw["hash"],
+    })
+
+
+def _at(frame: pd.DataFrame, s: float) -> pd.DataFrame:
+    return frame[np.isclose(frame["sparsity"].to_numpy(dtype=float), s) & (frame["scheme"] != "dense")]
+
+
+def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
+    """The chapter's claims and their per-seed effects (index = seed), from :func:`results_frame`'s columns.
+
+    ``erk_beats_uniform``: ERK - uniform test accuracy (points) at the highest tested sparsity, paired by seed
+    (same seed = same initial weights and data order). A seed missing on either side is an error.
+    """
+    missing = [s for s in (CLAIM_TREATMENT, CLAIM_REFERENCE) if s not in p.schemes]
+    if missing:
+        raise ValueError(f"claim erk_beats_uniform compares {CLAIM_TREATMENT} with {CLAIM_REFERENCE}; "
+                         f"parameter 'schemes' of {p.CHAPTER} lacks {missing}")
+    top = max(p.sparsities)
+    effect = paired(_at(frame, top), "scheme", CLAIM_TREATMENT, CLAIM_REFERENCE, "accuracy")
+    return {"erk_beats_uniform": effect.rename(f"{CLAIM_TREATMENT} - {CLAIM_REFERENCE} at sparsity {top:g}")}
+
+
+def _order(p: Params) -> list[str]:
+    """The schemes other than the baseline, the challenger first."""
+    return [p.challenger] + [s for s in p.schemes if s not in (p.baseline, p.challenger)]
+
+
+def differences(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Per-seed paired differences ``scheme - baseline`` (points) at every sparsity where both were trained:
+    columns ``scheme``, ``sparsity``, ``seed``, ``difference``."""
+    parts = []
+    for s in p.sparsities:
+        at = _at(frame, s)
+        for scheme in _order(p):
+            if (at["scheme"] == scheme).any():
+                d = paired(at, "scheme", scheme, p.baseline, "accuracy")
+                parts.append(pd.DataFrame({"scheme": scheme, "sparsity": s, "seed": d.index, "difference": d.values}))
+    columns = ["scheme", "sparsity", "seed", "difference"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def _sparsity_columns(table: pd.DataFrame, p: Params, fill: str) -> pd.DataFrame:
+    table = table.reindex(columns=p.sparsities)
+    table.columns = pd.Index([f"{s:g}" for s in p.sparsities], name="sparsity")
+    return table.fillna(fill)
+
+
+def accuracy_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Test accuracy (%), "mean [95% CI]" over seeds: one row per scheme (and dense), one column per sparsity."""
+    from ..plotting import mean_ci, mean_ci_table
+
+    sparse = frame[frame["scheme"] != "dense"]
+    table = mean_ci_table(sparse, "scheme", "accuracy", columns="sparsity").reindex(p.schemes)
+    table = _sparsity_columns(table, p, "unreachable")
+    dense = frame.loc[frame["scheme"] == "dense", "accuracy"]
+    if len(dense):
+        table.loc["dense (no mask)"] = mean_ci(dense)
+    return table
+
+
+def difference_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Paired differences ``scheme - baseline`` (points), "mean [95% CI]" over seeds: one row per scheme (the
+    challenger first), one column per sparsity."""
+    from ..plotting import mean_ci_table
+
+    diffs = differences(frame, p)
+    table = mean_ci_table(diffs, "scheme", "difference", columns="sparsity").reindex(_order(p))
+    table.index = pd.Index([f"{s} - {p.baseline}" for s in table.index], name="difference")
+    return _sparsity_columns(table, p, "unreachable")
+
+
+def plot_accuracy(frame: pd.DataFrame, p: Params):
+    """Left: test accuracy against sparsity per scheme (mean and 95% CI over seeds), dense as a line and band.
+    Right: each scheme's paired difference to the baseline. The sparsity axis is logit-scaled."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+    from scipy import stats
+
+    from ..plotting import color, errorbar_plot, figure_legend
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.2))
+    sparse = frame[frame["scheme"] != "dense"]
+    dense = frame.loc[frame["scheme"] == "dense", "accuracy"]
+    if len(dense):
+        axes[0].axhline(dense.mean(), color=color("dense"), linewidth=1.0, label="dense")
+        if len(dense) > 1 and dense.nunique() > 1:
+            ci = stats.ttest_1samp(dense.to_numpy(dtype=float), 0.0).confidence_interval(0.95)
+            axes[0].axhspan(ci.low, ci.high, color="0.5", alpha=0.2, linewidth=0)
+    order = [s for s in p.schemes if (sparse["scheme"] == s).any()]
+    errorbar_plot(sparse.set_index("scheme").loc[order].reset_index(), x="sparsity", y="accuracy", hue="scheme",
+                  ax=axes[0], err="ci95")
+    axes[0].set_ylabel("test accuracy (%)")
+    diffs = differences(frame, p)
+    if len(diffs):
+        errorbar_plot(diffs, x="sparsity", y="difference", hue="scheme", ax=axes[1], err="ci95")
+    axes[1].axhline(0, color=color(p.baseline), linewidth=1.0, label=p.baseline)
+    axes[1].set_ylabel(f"accuracy - {p.baseline} (points)")
+    for ax in axes:
+        ax.set_xscale("logit")
+        ax.set_xticks(p.sparsities, [f"{s:g}" for s in p.sparsities])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("sparsity (logit scale)")
+    figure_legend(fig, title="scheme")
+    return fig
