@@ -1,9 +1,12 @@
-"""Chapter 07, gradient flow: parameters, the masks compared and the run grid."""
+"""Chapter 07, gradient flow: parameters, the masks compared, the run grid, the claim's effect, tables, figures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+import pandas as pd
+from scipy import stats
 from torch import nn
 
 from .. import data as rdata, models
@@ -13,7 +16,11 @@ from ..sparsity import DATA_SCHEMES, SCHEMES
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
-__all__ = ["Params", "masks", "networks", "grid"]
+__all__ = ["Params", "CLAIM", "masks", "networks", "grid", "collect", "per_seed", "kendall_taus", "claim_effects",
+           "tau_table", "results_table", "plot_flow", "plot_init_vs_accuracy"]
+
+CLAIM = "grad_flow_orders_schemes"
+NORMS = ("grad flow at init", "mean grad flow in training")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,173 @@ def grid(p: Params) -> list[RunConfig]:
                      eval=EvalConfig(grad_flow=True), device=p.device)
     return [replace(base, model=ModelConfig(name, width=p.width), sparsity=sp, seed=seed)
             for name in p.models for sp in masks(p).values() for seed in range(p.seeds)]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def collect(results, p: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(flow, final)``: the gradient flow per run and epoch, and one row per run with its gradient norm at
+    initialisation (epoch 0), its mean over the training epochs, the final test accuracy (%), the final
+    training loss and the densities of the first layer and the classifier."""
+    from ..models import classifier_name, first_layer_name
+    from ..store import RunDir, read_json
+
+    nets = networks(p)
+    flow_rows, final_rows = [], []
+    for r in results:
+        c = r.config
+        key = {"model": c.model.name, "scheme": c.sparsity.scheme if c.sparsity.sparse else "dense", "seed": c.seed}
+        flow_rows += [key | {"epoch": h["epoch"], "grad_flow": h["grad_flow"]} for h in r.history]
+        report = read_json(RunDir(p.runs, r.metrics["hash"]).mask_report) if c.sparsity.sparse else []
+        density = {row["name"]: row["density"] for row in report}
+        net = nets[c.model.name]
+        final_rows.append(key | {
+            "grad flow at init": r.history[0]["grad_flow"],
+            "mean grad flow in training": float(np.mean([h["grad_flow"] for h in r.history if h["epoch"] > 0])),
+            "test accuracy": 100 * r.metrics["test_accuracy"],
+            "final train loss": r.metrics["final_train_loss"],
+            "first layer density": density.get(first_layer_name(net), 1.0),
+            "classifier density": density.get(classifier_name(net), 1.0),
+        })
+    return pd.DataFrame(flow_rows), pd.DataFrame(final_rows)
+
+
+# --------------------------------------------------------------------------- the claim's effect
+
+
+def per_seed(frame: pd.DataFrame, schemes: list[str], value: str) -> pd.DataFrame:
+    """``value`` of one network as a table seed x scheme; a scheme missing a seed, or a duplicated
+    (scheme, seed), is a ``ValueError`` naming it."""
+    rows = frame[frame.scheme.isin(schemes)]
+    dup = rows[["scheme", "seed"]].duplicated()
+    if dup.any():
+        raise ValueError(f"per_seed: several runs for (scheme, seed) {rows[dup][['scheme', 'seed']].iloc[0].tolist()}")
+    table = rows.pivot(index="seed", columns="scheme", values=value).reindex(columns=list(schemes))
+    if table.isna().any().any():
+        gaps = [(s, seed) for s in table.columns for seed in table.index[table[s].isna()]]
+        raise ValueError(f"per_seed: unpaired seeds, (scheme, seed) without a run: {gaps[:5]}")
+    return table.sort_index()
+
+
+def _tau(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b of x and y; 0 (no ordering) when either is constant, where scipy's tau is undefined."""
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def kendall_taus(frame: pd.DataFrame, p: Params, norm: str = "grad flow at init") -> pd.DataFrame:
+    """Per network (columns) and seed (rows): Kendall tau between the sparse schemes' ``norm`` and their final
+    test accuracy, the schemes of one seed compared with each other (the dense reference is left out)."""
+    out = {}
+    for name in p.models:
+        t = frame[frame.model == name]
+        g, acc = per_seed(t, list(p.schemes), norm), per_seed(t, list(p.schemes), "test accuracy")
+        if not g.index.equals(acc.index):
+            raise ValueError(f"kendall_taus: {name}: seeds differ between {norm!r} and test accuracy")
+        out[name] = pd.Series([_tau(g.loc[s].to_numpy(), acc.loc[s].to_numpy()) for s in g.index], index=g.index)
+    table = pd.DataFrame(out)
+    if table.isna().any().any():
+        missing = table[table.isna().any(axis=1)].index.tolist()
+        raise ValueError(f"kendall_taus: seeds {missing} are not run for every network {list(p.models)}")
+    return table.rename_axis("seed")
+
+
+def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
+    """``{CLAIM: per-seed effect}``: per seed, Kendall tau between the sparse schemes' gradient norm at
+    initialisation and their final test accuracy, averaged over ``p.models`` (index = seed)."""
+    return {CLAIM: kendall_taus(frame, p).mean(axis=1).rename(CLAIM)}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def tau_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Per network: Kendall tau of the gradient norm at initialisation (the claim) and of the mean gradient norm
+    during training (descriptive) with final accuracy, mean [95% CI] over seeds."""
+    from ..plotting import mean_ci
+
+    cols = {f"tau: {norm} vs accuracy": kendall_taus(frame, p, norm).agg(lambda v: mean_ci(v, 2)) for norm in NORMS}
+    return pd.DataFrame(cols).rename_axis("model")
+
+
+def _order(p: Params) -> list[str]:
+    return [*p.schemes, "dense"] if p.dense else list(p.schemes)
+
+
+def results_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Per network and mask: gradient norms, test accuracy (%), final training loss and the densities of the
+    first layer and the classifier, mean [95% CI] over seeds."""
+    from ..plotting import mean_ci
+
+    digits = {"grad flow at init": 3, "mean grad flow in training": 3, "test accuracy": 1, "final train loss": 3,
+              "first layer density": 3, "classifier density": 3}
+    table = frame.groupby(["model", "scheme"], sort=False).agg(
+        {k: (lambda v, d=d: mean_ci(v, d)) for k, d in digits.items()})
+    return table.reindex(pd.MultiIndex.from_product([list(p.models), _order(p)], names=["model", "scheme"]))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _log_axis(axis) -> None:
+    """Logarithmic axis labelled 1, 2, 5 x 10^k in plain numbers."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plot_flow(flow: pd.DataFrame, p: Params):
+    """Gradient norm on the fixed batch against epoch (log axis), one panel per network, mean and 95% CI over
+    seeds, one line per mask; one legend."""
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    from ..plotting import errorbar_plot, figure_legend
+
+    cols = len(p.models)
+    fig, axes = plt.subplots(1, cols, figsize=(min(9.0, 4.5 * cols), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], p.models):
+        t = flow[flow.model == name]
+        t = t.assign(scheme=pd.Categorical(t.scheme, _order(p))).sort_values("scheme")
+        t["scheme"] = t.scheme.astype(str)
+        errorbar_plot(t, x="epoch", y="grad_flow", hue="scheme", ax=ax, err="ci95", markersize=3)
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.set_ylabel(r"$\|\nabla_\theta \mathcal{L} \odot m\|_2$")
+        ax.set_title(f"{name}, sparsity {p.sparsity:g}")
+    figure_legend(fig, title="mask")
+    return fig
+
+
+def plot_init_vs_accuracy(frame: pd.DataFrame, p: Params):
+    """Final test accuracy against the gradient norm at initialisation, one panel per network: every seed as a
+    small point, the mean over seeds with 95% CI in both directions as a large one; one legend."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import color, figure_legend
+
+    def half(v: pd.Series) -> float:
+        return float(stats.t.ppf(0.975, len(v) - 1) * v.std() / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+    cols = len(p.models)
+    fig, axes = plt.subplots(1, cols, figsize=(min(9.0, 4.5 * cols), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], p.models):
+        t = frame[frame.model == name]
+        for k in _order(p):
+            g = t[t.scheme == k]
+            x, y = g["grad flow at init"], g["test accuracy"]
+            ax.scatter(x, y, s=12, color=color(k), alpha=0.4)
+            ax.errorbar(x.mean(), y.mean(), xerr=half(x), yerr=half(y), marker="o", markersize=7, color=color(k),
+                        linestyle="none", label=k)
+        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
+        ax.set_xlabel("grad flow at init")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{name}, sparsity {p.sparsity:g}")
+    figure_legend(fig, title="mask")
+    return fig

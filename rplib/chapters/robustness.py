@@ -1,17 +1,24 @@
-"""Chapter 06, OoD detection, calibration and robustness: parameters, attack radii and the run grid."""
+"""Chapter 06, OoD detection, calibration and robustness: parameters, run grid, claim effects, tables, figures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
 
 from .. import data as rdata, models
+from ..claims import paired
 from ..config import DEVICES, ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import ATTACKS, OOD_SCORES, EvalConfig
 from ..sparsity import SCHEMES
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
-__all__ = ["Params", "IMAGE_SETS", "DEFAULT_EPSILONS", "LOWER_IS_BETTER", "check_networks", "grid"]
+__all__ = ["Params", "IMAGE_SETS", "DEFAULT_EPSILONS", "LOWER_IS_BETTER", "CLAIM_METRICS", "Frames", "check_networks",
+           "grid", "eps_label", "radii_table", "collect", "paired_effects", "claim_effects", "difference_table",
+           "summary_table", "plot_versus_sparsity", "plot_reliability", "plot_robustness"]
 
 IMAGE_SETS = ("cifar10", "cifar100", "svhn")  # pixels in [0, 1]
 DEFAULT_EPSILONS = {
@@ -20,6 +27,10 @@ DEFAULT_EPSILONS = {
     **{name: [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255] for name in IMAGE_SETS},
 }
 LOWER_IS_BETTER = ("ECE", "NLL", "Brier")
+#: Claim id -> the column of :func:`collect`'s frame whose paired sparse - dense difference is the claim's effect.
+CLAIM_METRICS = {"sparse_matches_dense_ood": "AUROC", "sparse_matches_dense_calibration": "ECE",
+                 "sparse_matches_dense_robustness": "robust accuracy"}
+_DIGITS = {"test accuracy": 1, "AUROC": 1, "ECE": 3, "NLL": 3, "Brier": 3, "robust accuracy": 1}
 
 
 @dataclass(frozen=True)
@@ -107,3 +118,232 @@ def grid(p: Params) -> list[RunConfig]:
                     sparsity=SparsityConfig(method="random", density=round(1 - s, 6), scheme=p.scheme) if s
                     else SparsityConfig())
             for name in p.models for s in [0.0, *p.sparsities] for seed in range(p.seeds)]
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Frames(NamedTuple):
+    """The chapter's results: one row per run (``frame``), per run, attack and radius (``robust``), and the
+    reliability bins per (model, sparsity, seed)."""
+
+    frame: pd.DataFrame
+    robust: pd.DataFrame
+    reliability: dict
+
+
+def eps_label(e: float, dataset: str) -> str:
+    """An attack radius as printed: ``k/255`` on the image sets, the raw number otherwise."""
+    return f"{e * 255:g}/255" if dataset in IMAGE_SETS else f"{e:g}"
+
+
+def radii_table(p: Params) -> pd.DataFrame:
+    """The attack radii in raw units, as a fraction of the input range and of the raw standard deviation."""
+    bundle = rdata.load(_data(p))
+    raw_std = float(bundle.std.mean())
+    span = (bundle.bounds[1] - bundle.bounds[0]) if bundle.bounds else None
+    return pd.DataFrame({
+        "eps (raw units)": [eps_label(e, p.dataset) for e in p.epsilons],
+        "eps / range": [f"{e / span:.4f}" if span else "no bounds" for e in p.epsilons],
+        "eps / raw std": [f"{e / raw_std:.4f}" for e in p.epsilons],
+    }).set_index("eps (raw units)")
+
+
+def collect(results, p: Params) -> Frames:
+    """One row per run: model, network label, sparsity (0 = dense), seed and every metric.
+
+    Accuracies are in percent and AUROCs in points (x 100). ``AUROC`` is the mean over the OoD sets,
+    ``robust accuracy`` the mean over the attacks and the non-zero radii: the columns the claims use.
+    """
+    rows, robust_rows, reliability = [], [], {}
+    for r in results:
+        c, m = r.config, r.metrics
+        s = round(1 - c.sparsity.density, 6) if c.sparsity.sparse else 0.0
+        key = {"model": c.model.name, "network": f"{p.scheme} {s:g}" if s else "dense", "sparsity": s, "seed": c.seed}
+        values = {"test accuracy": 100 * m["test_accuracy"]}
+        values |= {f"AUROC {name}": 100 * m["ood"][name]["auroc"] for name in p.ood_sets}
+        values["AUROC"] = float(np.mean([values[f"AUROC {name}"] for name in p.ood_sets]))
+        values |= {k: m["calibration"][k.lower()] for k in LOWER_IS_BETTER}
+        attacked = []
+        for attack in p.attacks:
+            for e in p.epsilons:
+                acc = 100 * m["robustness"][attack][str(e)]
+                robust_rows.append(key | {"attack": attack, "eps": e, "robust accuracy": acc})
+                attacked += [acc] if e > 0 else []
+        values["robust accuracy"] = float(np.mean(attacked)) if attacked else float("nan")
+        rows.append(key | values)
+        reliability[(c.model.name, s, c.seed)] = m["calibration"]["reliability"]
+    return Frames(pd.DataFrame(rows), pd.DataFrame(robust_rows), reliability)
+
+
+# --------------------------------------------------------------------------- effects and verdicts
+
+
+def paired_effects(frame: pd.DataFrame, p: Params, metric: str) -> pd.DataFrame:
+    """Per model, sparsity and seed: the paired difference sparse - dense of ``metric`` (same seed)."""
+    out = []
+    for name in p.models:
+        t = frame[frame.model == name]
+        for s in p.sparsities:
+            d = paired(t, "sparsity", s, 0.0, metric)
+            out.append(pd.DataFrame({"model": name, "sparsity": s, "seed": d.index, "effect": d.to_numpy()}))
+    return pd.concat(out, ignore_index=True)
+
+
+def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
+    """Claim id -> per-seed effect: the paired sparse - dense difference of the claim's metric at
+    ``p.reliability_sparsity``, averaged per seed over ``p.models`` (index = seed).
+
+    Every model must have both sides for the same seeds; an unpaired or duplicated run is a ``ValueError``.
+    """
+    out = {}
+    for claim, metric in CLAIM_METRICS.items():
+        per_model = {name: paired(frame[frame.model == name], "sparsity", p.reliability_sparsity, 0.0, metric)
+                     for name in p.models}
+        table = pd.DataFrame(per_model)
+        if table.isna().any().any():
+            missing = table[table.isna().any(axis=1)].index.tolist()
+            raise ValueError(f"claim_effects: seeds {missing} are not run for every model {list(p.models)}")
+        out[claim] = table.mean(axis=1).rename_axis("seed").rename(claim)
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def difference_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Paired sparse - dense differences per model and sparsity, ``mean [95% CI]`` over seeds, for test accuracy
+    and the three claims' metrics (points; ECE as a fraction)."""
+    from ..plotting import mean_ci
+
+    cols = {}
+    for metric in ["test accuracy", *CLAIM_METRICS.values()]:
+        e = paired_effects(frame, p, metric)
+        cols[f"{metric}, sparse - dense"] = e.groupby(["model", "sparsity"], sort=False).effect.agg(
+            lambda v, d=_DIGITS[metric]: mean_ci(v, d))
+    return pd.DataFrame(cols)
+
+
+def summary_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Every metric per model (rows) and network (columns), ``mean [95% CI]`` over seeds."""
+    from ..plotting import mean_ci
+
+    metrics = ["test accuracy", *(f"AUROC {s}" for s in p.ood_sets), "AUROC", *LOWER_IS_BETTER, "robust accuracy"]
+    long = frame.melt(id_vars=["model", "network", "sparsity", "seed"], value_vars=metrics, var_name="metric")
+    digits = {m: _DIGITS.get(m.split(" ")[0] if m.startswith("AUROC") else m, 1) for m in metrics}
+    cells = long.groupby(["model", "metric", "network"], sort=False).value.agg(list)
+    cells = pd.Series({k: mean_ci(v, digits[k[1]]) for k, v in cells.items()})
+    table = cells.unstack(-1)
+    networks = list(dict.fromkeys(frame.sort_values("sparsity").network))
+    order = pd.MultiIndex.from_product([list(p.models), metrics], names=["model", "metric"])
+    return table.reindex(index=order, columns=networks)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _dense_band(ax, values: pd.Series) -> None:
+    from scipy import stats
+
+    from ..plotting import color
+
+    mean = values.mean()
+    half = (stats.t.ppf(0.975, len(values) - 1) * values.std() / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    ax.axhspan(mean - half, mean + half, color=color("dense"), alpha=0.12, linewidth=0)
+    ax.axhline(mean, color=color("dense"), linestyle="--", linewidth=1.2, label="dense")
+
+
+def plot_versus_sparsity(frame: pd.DataFrame, p: Params, metrics: list[str], ylabels: list[str]):
+    """One panel per model (rows) and metric (columns): the sparse networks' mean and 95% CI against sparsity,
+    the dense network as a dashed line with its 95% CI band; one legend."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import errorbar_plot, figure_legend
+
+    rows, cols = len(p.models), len(metrics)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(9.0, 4.2 * cols), 2.9 * rows + 0.6), squeeze=False)
+    for i, name in enumerate(p.models):
+        t = frame[frame.model == name]
+        sparse = t[t.sparsity > 0].assign(scheme=p.scheme)
+        for ax, metric, ylabel in zip(axes[i], metrics, ylabels):
+            _dense_band(ax, t.loc[t.sparsity == 0, metric])
+            errorbar_plot(sparse, x="sparsity", y=metric, hue="scheme", ax=ax, err="ci95", label_fmt="random {}")
+            ax.set_title(f"{name}: {metric}")
+            ax.set_ylabel(ylabel)
+    figure_legend(fig, title="network")
+    return fig
+
+
+def _pooled(reliability: dict, name: str, s: float, seeds) -> pd.DataFrame:
+    """Reliability bins of every seed, pooled: counts add up, accuracy and confidence are count-weighted."""
+    bins = [pd.DataFrame({k: v for k, v in reliability[(name, s, seed)].items() if k != "edges"}) for seed in seeds]
+    t = pd.concat(bins, keys=list(seeds), names=["seed", "bin"]).reset_index()
+    t["hits"], t["conf"] = t["accuracy"] * t["count"], t["confidence"] * t["count"]
+    g = t.groupby("bin")[["hits", "conf", "count"]].sum()
+    return pd.DataFrame({"accuracy": g.hits / g["count"], "confidence": g.conf / g["count"], "count": g["count"]})
+
+
+def plot_reliability(frames: Frames, p: Params):
+    """Reliability diagrams, one column per model: dense vs the sparse network at ``reliability_sparsity``,
+    bins pooled over seeds (top), the fraction of test examples per bin (bottom); one legend."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import color, figure_legend
+
+    seeds = sorted(frames.frame.seed.unique())
+    n_bins = len(next(iter(frames.reliability.values()))["count"])
+    centres = (np.arange(n_bins) + 0.5) / n_bins
+    cols = len(p.models)
+    fig, axes = plt.subplots(2, cols, figsize=(min(9.0, 4.4 * cols), 5.4), sharex=True, height_ratios=[3, 1],
+                             squeeze=False)
+    sides = ((-0.25, 0.0, "dense"), (0.25, p.reliability_sparsity, f"random {p.scheme} {p.reliability_sparsity:g}"))
+    for j, name in enumerate(p.models):
+        top, bottom = axes[0, j], axes[1, j]
+        eces = []
+        for offset, s, label in sides:
+            pooled = _pooled(frames.reliability, name, s, seeds)
+            t = frames.frame
+            eces.append(t.loc[(t.model == name) & (t.sparsity == s), "ECE"].mean())
+            c = color("dense") if s == 0 else color(p.scheme)
+            top.bar(centres + offset / n_bins, pooled["accuracy"].fillna(0), width=0.5 / n_bins, color=c, alpha=0.8,
+                    label=label)
+            bottom.bar(centres + offset / n_bins, pooled["count"] / pooled["count"].sum(), width=0.5 / n_bins,
+                       color=c, alpha=0.8)
+        top.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        top.set_title(f"{name}: ECE {eces[0]:.3f} vs {eces[1]:.3f}")
+        top.set_ylabel("accuracy in bin")
+        bottom.set_yscale("log")
+        bottom.set_ylabel("fraction")
+        bottom.set_xlabel("confidence (max softmax)")
+        bottom.set_xlim(0, 1)
+    figure_legend(fig, title=f"bins pooled over {len(seeds)} seed(s)")
+    return fig
+
+
+def plot_robustness(robust: pd.DataFrame, p: Params):
+    """Accuracy under attack against the radius, one panel per model (rows) and attack (columns), mean and 95% CI
+    over seeds; dense in black, the sparse networks in the scheme's colour, one marker and line style per
+    sparsity; one legend."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import color, errorbar_plot, figure_legend
+
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D", "v"]
+    rows, cols = len(p.models), len(p.attacks)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(9.0, 4.4 * cols), 3.0 * rows + 0.8), squeeze=False)
+    for i, name in enumerate(p.models):
+        for ax, attack in zip(axes[i], p.attacks):
+            a = robust[(robust.model == name) & (robust.attack == attack)]
+            for k, (s, g) in enumerate(a.groupby("sparsity")):
+                style = ({"color": color("dense"), "linestyle": "-", "marker": "o"} if s == 0 else
+                         {"color": color(p.scheme), "linestyle": styles[(k - 1) % len(styles)],
+                          "marker": markers[(k - 1) % len(markers)]})
+                errorbar_plot(g.assign(net="dense" if s == 0 else f"random {p.scheme} {s:g}"), x="eps",
+                              y="robust accuracy", hue="net", ax=ax, err="ci95", **style)
+            ax.set_xticks(p.epsilons, [eps_label(e, p.dataset) for e in p.epsilons])
+            ax.set_xlabel(r"$\varepsilon$ (raw input units)")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_title(f"{name}: {attack.upper()}")
+    figure_legend(fig, title="network")
+    return fig
