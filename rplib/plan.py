@@ -22,7 +22,8 @@ from . import book, chapters
 from .config import RunConfig
 from .store import RunDir
 
-__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan"]
+__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan",
+           "sizes_markdown"]
 
 # Seconds per epoch on CPU (training and evaluation), measured by the published cpu-profile build of
 # the book (commit 771145a: every run trained from an empty store on 2 CPU cores, 19m47s in all):
@@ -114,4 +115,21 @@ def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
     if missing:
         lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run's history.json in the "
                      "store or from rplib.plan.SECONDS_PER_EPOCH)")
+    return "\n".join(lines)
+
+
+def sizes_markdown(root: Path | str = ".") -> str:
+    """A Markdown table of every chapter's runs and training epochs under the cpu and paper profiles.
+
+    ``book/reproduce.md`` holds it verbatim (a test keeps the two equal); estimated hours are left to
+    ``rplib plan``, which reads the epoch times of the machine's own store.
+    """
+    rows = {p: {c.chapter: c for c in plan(p, root=root, runs=Path(root) / "_build" / "no-store")}
+            for p in ("cpu", "paper")}
+    lines = ["| chapter | cpu runs | cpu epochs | paper runs | paper epochs |", "|---|---:|---:|---:|---:|"]
+    for name in rows["cpu"]:
+        cpu, paper = rows["cpu"][name], rows["paper"][name]
+        lines.append(f"| `{name}` | {cpu.runs} | {cpu.epochs} | {paper.runs} | {paper.epochs} |")
+    total = {p: (sum(c.runs for c in r.values()), sum(c.epochs for c in r.values())) for p, r in rows.items()}
+    lines.append(f"| total | {total['cpu'][0]} | {total['cpu'][1]} | {total['paper'][0]} | {total['paper'][1]} |")
     return "\n".join(lines)
