@@ -262,17 +262,22 @@ CLAIMS: dict[str, Claim] = _claims(
     Claim("rearrange_costs_nothing", "04_sanity_checks",
           "Layer-wise rearranging a SNIP/GraSP mask costs no accuracy",
           "Su et al. 2020: only the layer-wise ratios of SNIP/GraSP masks matter",
-          "per-seed paired difference rearranged - original mask test accuracy, points",
+          "per-seed paired difference rearranged - original SNIP/GraSP mask test accuracy (same seed), averaged per seed "
+          "over the cases (networks, methods, densities), points",
           +1, "equivalence", 1.0, "points"),
     Claim("corrupted_data_costs_nothing", "04_sanity_checks",
           "Pruning on corrupted data (random labels or pixels) costs no accuracy",
           "Su et al. 2020: SNIP/GraSP masks pruned on corrupted data train as well",
-          "per-seed paired difference corrupted - clean pruning data test accuracy, points",
+          "per-seed paired difference corrupted - clean pruning data test accuracy of SNIP/GraSP masks (same seed), "
+          "averaged per seed over the cases (networks, methods, densities, corruption kinds: random labels, random "
+          "pixels), points",
           +1, "equivalence", 1.0, "points"),
     Claim("smart_ratio_matches_pruning", "04_sanity_checks",
           "Data-free smart ratios match SNIP/GraSP masks",
           "Su et al. 2020: random tickets with smart ratios match or beat SNIP and GraSP",
-          "per-seed paired difference smart ratio - best of SNIP/GraSP test accuracy, points",
+          "per-seed paired difference smart ratio (random ticket) - best of SNIP/GraSP original mask test accuracy (same "
+          "seed; best: the higher mean over seeds in that case), averaged per seed over the cases (networks, "
+          "densities), points",
           +1, "equivalence", 1.0, "points"),
     Claim("drop_criteria_alike", "05_dst_criteria",
           "Most drop criteria of dynamic sparse training perform alike",

@@ -1,9 +1,14 @@
-"""Chapter 04, sanity checks for pruning at initialisation: parameters and the labelled run grid."""
+"""Chapter 04, sanity checks for pruning at initialisation: parameters, the labelled run grid, the chapter's
+frame, its claims' paired effects, tables and figures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from .. import models
 from ..config import DEVICES, ModelConfig, OptimConfig, RunConfig
@@ -11,8 +16,13 @@ from ..sparsity import layerwise_densities
 from ._common import data_config, input_spec
 from ._params import ChapterParams
 
-__all__ = ["Params", "METHODS", "SANITY", "PRUNE_DATA", "NAMES", "variants", "model_configs", "classifier_shares",
-           "labelled_grid", "grid"]
+if TYPE_CHECKING:  # matplotlib is imported by the functions that draw, so that planning a grid does not load it
+    import matplotlib.pyplot as plt
+
+__all__ = ["Params", "METHODS", "SANITY", "PRUNE_DATA", "NAMES", "PAI", "CORRUPTED", "CLAIM_IDS", "variants",
+           "model_configs", "classifier_shares", "labelled_grid", "grid", "build_frame", "case_effects",
+           "claim_effects", "accuracy_table", "effects_table", "best_references", "plot_accuracy", "plot_effects",
+           "layer_densities", "plot_layer_densities", "largest_departures", "classifier_note"]
 
 METHODS = ("snip", "grasp", "lottery")
 SANITY = {"rearrange": "rearranged", "shuffle": "shuffled weights", "reinit": "reinitialised"}
@@ -148,3 +158,276 @@ def labelled_grid(p: Params) -> list[tuple[dict[str, Any], RunConfig]]:
 def grid(p: Params) -> list[RunConfig]:
     """The configs of :func:`labelled_grid`, in order."""
     return [cfg for _, cfg in labelled_grid(p)]
+
+
+# -- the chapter's frame, effects, tables and figures -------------------------------------------------------------
+
+PAI = ("snip", "grasp")  # the pruning-at-initialisation methods the claims are about
+CORRUPTED = ("random_labels", "random_pixels")  # corrupted scoring data of the claim ("half" is clean, only less)
+CLAIM_IDS = ("rearrange_costs_nothing", "corrupted_data_costs_nothing", "smart_ratio_matches_pruning")
+_LABELS = ["network", "density", "method", "variant"]
+
+
+def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Sequence[Any]) -> pd.DataFrame:
+    """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``kept_density`` and ``hash``."""
+    from ..train import to_frame
+
+    if len(grid) != len(results):
+        raise ValueError(f"build_frame: {len(grid)} grid entries but {len(results)} results")
+    runs = to_frame(results)
+    frame = pd.DataFrame([labels for labels, _ in grid])
+    frame["seed"] = [cfg.seed for _, cfg in grid]
+    frame["acc"] = 100 * runs["test_accuracy"].to_numpy(dtype=float)
+    frame["kept_density"] = runs["density"].to_numpy(dtype=float)  # the mask's measured density
+    frame["hash"] = runs["hash"].to_numpy()
+    return frame
+
+
+def _best_pai(original: pd.DataFrame, methods: Sequence[str]) -> str:
+    """The method of ``methods`` with the higher mean accuracy over seeds (first on a tie)."""
+    means = {m: original.loc[original.method == m, "acc"].mean() for m in methods}
+    missing = [m for m, v in means.items() if np.isnan(v)]
+    if missing:
+        raise ValueError(f"no original-mask runs of {missing} to compare random tickets with")
+    return max(methods, key=lambda m: means[m])
+
+
+def case_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Per-case, per-seed paired differences (points) behind the chapter's claims.
+
+    One row per (claim, network, density, case, seed) with the ``effect``, and the ``method`` and
+    ``reference`` of the case. Cases: each SNIP/GraSP mask rearranged minus the original mask
+    (``rearrange_costs_nothing``); each SNIP/GraSP mask scored on random labels or random pixels minus
+    the mask scored on clean data (``corrupted_data_costs_nothing``); the random ticket (smart ratio)
+    minus the better of SNIP and GraSP at that network and density, "better" by mean accuracy over
+    seeds (``smart_ratio_matches_pruning``). Pairs are matched by seed with :func:`rplib.claims.paired`,
+    so a seed missing on one side is an error; the cases come from ``p``, so a missing case is one too.
+    """
+    from ..claims import paired
+
+    missing = [c for c in [*_LABELS, "seed", "acc"] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"case_effects: the frame lacks column(s) {missing}")
+    pai = [m for m in PAI if m in p.methods]
+    checks = [("rearrange_costs_nothing", SANITY["rearrange"])] if "rearrange" in p.sanity_checks else []
+    checks += [("corrupted_data_costs_nothing", PRUNE_DATA[c]) for c in CORRUPTED if c in p.prune_data]
+    rows = []
+
+    def add(claim: str, net: str, d: float, method: str, case: str, reference: str, effect: pd.Series) -> None:
+        rows.extend({"claim": claim, "network": net, "density": d, "method": method, "case": case,
+                     "reference": reference, "seed": seed, "effect": float(v)} for seed, v in effect.items())
+
+    for net in model_configs(p):
+        for d in p.densities:
+            here = frame[(frame.network == net) & (frame.density == d)]
+            for m in pai:
+                rows_m = here[here.method == m]
+                for claim, variant in checks:
+                    add(claim, net, d, m, f"{NAMES[m]}, {variant}", "original",
+                        paired(rows_m, "variant", variant, "original", "acc"))
+            if p.random_tickets and pai:
+                original = here[here.variant == "original"]
+                best = _best_pai(original, pai)
+                add("smart_ratio_matches_pruning", net, d, "smart_ratio", "random ticket - best of SNIP/GraSP", best,
+                    paired(original, "method", "smart_ratio", best, "acc"))
+    columns = ["claim", "network", "density", "method", "case", "reference", "seed", "effect"]
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values("claim", key=lambda c: c.map(CLAIM_IDS.index), kind="stable").reset_index(drop=True)
+
+
+def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
+    """Claim id -> its per-seed effect (index: seed): the mean over the claim's cases of :func:`case_effects`.
+
+    Every case of a claim must cover the same seeds (each case is already paired by seed).
+    """
+    cases = case_effects(frame, p)
+    out = {}
+    for claim in CLAIM_IDS:
+        c = cases[cases.claim == claim]
+        if c.empty:
+            continue
+        table = c.pivot(index="seed", columns=["network", "density", "case"], values="effect")
+        if table.isna().to_numpy().any():
+            gaps = table.columns[table.isna().any()].tolist()
+            raise ValueError(f"claim_effects: the cases of {claim!r} cover different seeds; incomplete: {gaps[:3]}")
+        out[claim] = table.mean(axis=1).rename(claim)
+    return out
+
+
+def _density_label(d: float) -> str:
+    return f"d = {d:g}"
+
+
+def accuracy_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Final test accuracy (%), "mean [95% CI]" over seeds: one row per method and variant, one column per density.
+
+    The dense network (d = 1) is repeated in every density's column.
+    """
+    from ..plotting import mean_ci_table
+
+    dense = frame[frame.method == "dense"]
+    t = pd.concat([dense.assign(density=d) for d in p.densities] + [frame[frame.method != "dense"]])
+    t = t.assign(method=t.method.map(lambda m: "dense (d = 1)" if m == "dense" else NAMES[m]),
+                 **{"density ": t.density.map(_density_label)})
+    index = (["network"] if len(p.networks) > 1 else []) + ["method", "variant"]
+    return mean_ci_table(t, index, "acc", columns="density ")
+
+
+def effects_table(cases: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The per-case paired differences of :func:`case_effects` (points), "mean [95% CI]" over seeds; columns: densities."""
+    from ..plotting import mean_ci_table
+
+    t = cases.assign(**{"density ": cases.density.map(_density_label)})
+    index = ["claim"] + (["network"] if len(p.networks) > 1 else []) + ["case"]
+    return mean_ci_table(t, index, "effect", columns="density ")
+
+
+def best_references(cases: pd.DataFrame) -> str:
+    """Which of SNIP and GraSP each random ticket was compared with, per network and density (Markdown)."""
+    rows = cases[cases.claim == "smart_ratio_matches_pruning"].drop_duplicates(["network", "density"])
+    return "; ".join(f"{NAMES[r.reference]} at {r.network}, {_density_label(r.density)}" for r in rows.itertuples()) \
+        or "no random tickets were trained"
+
+
+def _panels(p: Params, height: float, width: float = 4.4, share: bool = False
+            ) -> tuple[plt.Figure, dict[tuple[str, float], plt.Axes]]:
+    """One panel per (network, density), two per row (at most 2 ``width`` inches wide); ``share``: common axes."""
+    import matplotlib.pyplot as plt
+
+    keys = [(net, d) for net in model_configs(p) for d in p.densities]
+    ncols = min(2, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.6), squeeze=False,
+                             sharex=share, sharey=share)
+    for ax in axes.flat[len(keys):]:
+        ax.remove()
+    return fig, dict(zip(keys, axes.flat))
+
+
+def _mean_ci(values: pd.Series) -> tuple[float, float, float]:
+    """Mean and 95% t-interval (the mean itself for fewer than two values or no spread)."""
+    from scipy import stats
+
+    x = values.to_numpy(dtype=float)
+    mean = float(x.mean())
+    if x.size < 2 or np.all(x == x[0]):
+        return mean, mean, mean
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    return mean, float(ci.low), float(ci.high)
+
+
+def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
+    """Test accuracy of every method under every variant (mean and 95% CI over seeds), one panel per network
+    and density; lines (bands: 95% CI) are the dense network, random and hybrid tickets."""
+    from ..plotting import color, errorbar_plot, figure_legend, linestyle
+
+    fig, axes = _panels(p, 3.4)
+    labels = list(variants(p))
+    methods = [m for m in p.methods if (frame.method == m).any()]
+    for (net, d), ax in axes.items():
+        here = frame[frame.network == net]
+        for k, m in enumerate(methods):
+            rows = here[(here.density == d) & (here.method == m)]
+            rows = rows.assign(x=rows.variant.map(labels.index) + (k - (len(methods) - 1) / 2) * 0.22)
+            errorbar_plot(rows, x="x", y="acc", hue="method", ax=ax, err="ci95", label_fmt=NAMES[m],
+                          linestyle="none", marker="o")
+        for r in ("dense", "smart_ratio", "hybrid"):
+            ref = here[(here.method == r) & (here.density == (1.0 if r == "dense" else d))].acc
+            if len(ref):
+                mean, low, high = _mean_ci(ref)
+                ax.axhline(mean, color=color(r), linestyle=linestyle(r), linewidth=1.2, label=NAMES[r])
+                if high > low:
+                    ax.axhspan(low, high, color=color(r), alpha=0.12, linewidth=0)
+        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+        ax.set_xlabel("")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{net}, {_density_label(d)}")
+    figure_legend(fig)
+    return fig
+
+
+def plot_effects(cases: pd.DataFrame, p: Params) -> plt.Figure:
+    """Per-case paired differences (points; mean and 95% CI over seeds), one panel per network and density,
+    with the claims' equivalence band."""
+    from ..claims import CLAIMS
+    from ..plotting import color, figure_legend
+
+    order = list(dict.fromkeys(cases.case))
+    fig, axes = _panels(p, 0.4 * max(len(order), 2) + 1.0, width=3.4 if len(p.densities) > 1 else 4.4, share=True)
+    margins = sorted({CLAIMS[c].margin for c in cases.claim.unique()})
+    for (net, d), ax in axes.items():
+        here = cases[(cases.network == net) & (cases.density == d)]
+        for m in pd.unique(here.method):
+            rows = here[here.method == m]
+            for case, g in rows.groupby("case", sort=False):
+                mean, low, high = _mean_ci(g.effect)
+                y = order.index(case)
+                ax.errorbar([mean], [y], xerr=[[mean - low], [high - mean]] if high > low else None, marker="o",
+                            linestyle="none", color=color(m), label=NAMES[m])
+        for m in margins:
+            ax.axvspan(-m, m, color="0.85", alpha=0.5, linewidth=0, zorder=0, label=f"equivalence margin ±{m:g}")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel("paired difference (points)")
+        ax.set_title(f"{net}, {_density_label(d)}")
+    next(iter(axes.values())).invert_yaxis()  # the axes are shared: the first case on top in every panel
+    figure_legend(fig)
+    return fig
+
+
+def layer_densities(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Sequence[Any]) -> pd.DataFrame:
+    """Layer densities d_l of the original masks (SNIP, GraSP, lottery) and the random tickets, from the runs' mask
+    reports: one row per run and layer (layer 1 is the first prunable layer, the last the classifier)."""
+    from ..store import read_json
+
+    rows = []
+    for (labels, cfg), res in zip(grid, results):
+        if labels["variant"] == "original" and labels["method"] in (*METHODS, "smart_ratio"):
+            for index, layer in enumerate(read_json(res.path / "mask_report.json"), start=1):
+                rows.append(labels | {"seed": cfg.seed, "layer": index, "d_l": layer["density"]})
+    return pd.DataFrame(rows, columns=[*_LABELS, "seed", "layer", "d_l"])
+
+
+def plot_layer_densities(layers: pd.DataFrame, p: Params) -> plt.Figure:
+    """Layer densities d_l (log scale; mean and 95% CI over seeds) of each method, one panel per network and density."""
+    from matplotlib.ticker import MaxNLocator
+
+    from ..plotting import errorbar_plot, figure_legend
+
+    fig, axes = _panels(p, 3.0)
+    for (net, d), ax in axes.items():
+        here = layers[(layers.network == net) & (layers.density == d)]
+        for m in pd.unique(here.method):
+            errorbar_plot(here[here.method == m], x="layer", y="d_l", hue="method", ax=ax, err="ci95", marker=".",
+                          label_fmt=NAMES[m])
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("layer density $d_l$")
+        ax.set_title(f"{net}, {_density_label(d)}")
+    figure_legend(fig)
+    return fig
+
+
+def largest_departures(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per network, density and method: the layer where the smart ratio departs most (in log10) from the method's
+    mean layer densities, with both densities."""
+    mean_d = layers.groupby(["network", "density", "method", "layer"], sort=False).d_l.mean()
+    rows = []
+    for (net, d, m), own in mean_d.groupby(level=["network", "density", "method"], sort=False):
+        if m == "smart_ratio" or (net, d, "smart_ratio") not in mean_d.index.droplevel("layer"):
+            continue
+        own, ratio = own.droplevel([0, 1, 2]), mean_d.loc[(net, d, "smart_ratio")]
+        gap = (np.log10(ratio.clip(lower=1e-4)) - np.log10(own.clip(lower=1e-4))).abs()
+        layer = int(gap.idxmax())
+        rows.append({"network": net, "density": d, "method": NAMES[m], "layer": f"{layer} of {len(gap)}",
+                     "d_l (method)": round(float(own[layer]), 3), "d_l (smart ratio)": round(float(ratio[layer]), 3)})
+    index = ["network", "density", "method"]
+    return pd.DataFrame(rows, columns=[*index, "layer", "d_l (method)", "d_l (smart ratio)"]).set_index(index)
+
+
+def classifier_note(shares: dict[str, float], p: Params) -> str:
+    """What the smart ratio's fixed classifier density of 0.3 costs at the lowest density, per network (Markdown)."""
+    d = p.densities[-1]
+    return "; ".join(f"in {label} the classifier holds {100 * share:.1f}% of the prunable weights, so at "
+                     f"d = {d:g} its density of 0.3 takes {100 * 0.3 * share / d:.0f}% of the budget"
+                     for label, share in shares.items())

@@ -1,0 +1,163 @@
+"""Chapter 04's claims: per-seed paired effects from a synthetic frame, pairing errors, and the cpu profile's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rplib import book, chapters
+from rplib.chapters import sanity
+from rplib.claims import CLAIMS, decide
+from rplib.plan import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "04_sanity_checks"
+
+# Per-seed offsets (points) of each variant against the original mask, per (method, density).
+REARRANGE = {("snip", 0.1): [1.0, -2.0, 0.5], ("snip", 0.05): [0.0, 1.0, -1.5],
+             ("grasp", 0.1): [2.0, 0.0, 0.5], ("grasp", 0.05): [-1.0, 3.0, 0.5]}
+LABELS = {("snip", 0.1): [0.5, 0.5, -1.0], ("snip", 0.05): [1.5, 0.0, 0.0],
+          ("grasp", 0.1): [-0.5, 2.0, 1.0], ("grasp", 0.05): [0.0, -1.0, 2.0]}
+PIXELS = {("snip", 0.1): [-1.0, 0.0, 0.0], ("snip", 0.05): [0.5, 0.5, 0.5],
+          ("grasp", 0.1): [3.0, -3.0, 1.0], ("grasp", 0.05): [1.0, 1.0, -2.0]}
+TICKET = {(0.1,): [-0.5, 1.0, 2.0], (0.05,): [0.5, -1.0, 0.0]}  # random ticket - SNIP (the better method by design)
+
+
+def params(**kw) -> sanity.Params:
+    base = dict(densities=[0.1, 0.05], seeds=3, methods=["snip", "grasp"], sanity_checks=["rearrange", "shuffle",
+                "reinit"], prune_data=["random_labels", "random_pixels", "half"], hybrid_tickets=False)
+    return sanity.Params(**(base | kw))
+
+
+def table_offset(table: dict, key: tuple, seed: int) -> float:
+    """The offset of ``table`` (per-seed lists above); profiles with other densities or seeds get a generic one."""
+    return table[key][seed] if key in table and seed < len(table[key]) else 0.1 * seed
+
+
+def synthetic_frame(p: sanity.Params) -> pd.DataFrame:
+    """One row per run of ``p``'s grid; accuracies built so that every claim's per-seed effect is known."""
+    rng = np.random.default_rng(0)
+    base = {}  # the original mask's accuracy per (method, density, seed): SNIP near 80, GraSP near 60
+    rows = []
+    for labels, cfg in sanity.labelled_grid(p):
+        m, d, v, s = labels["method"], labels["density"], labels["variant"], cfg.seed
+        key = ("snip" if m == "smart_ratio" else m, d, s)
+        if key not in base:
+            base[key] = (80.0 if key[0] == "snip" else 60.0) + rng.normal(0, 3)
+        acc = base[key]
+        if m == "smart_ratio":
+            acc += table_offset(TICKET, (d,), s)
+        elif v == sanity.SANITY["rearrange"]:
+            acc += table_offset(REARRANGE, (m, d), s)
+        elif v == sanity.PRUNE_DATA["random_labels"]:
+            acc += table_offset(LABELS, (m, d), s)
+        elif v == sanity.PRUNE_DATA["random_pixels"]:
+            acc += table_offset(PIXELS, (m, d), s)
+        elif v != "original":
+            acc -= 30.0  # shuffled, reinitialised, half data: no claim rests on them
+        rows.append(labels | {"seed": s, "acc": acc})
+    return pd.DataFrame(rows)
+
+
+def expected() -> dict[str, list[float]]:
+    def mean(*tables):
+        return list(np.mean([t[k] for t in tables for k in t], axis=0))
+
+    return {"rearrange_costs_nothing": mean(REARRANGE), "corrupted_data_costs_nothing": mean(LABELS, PIXELS),
+            "smart_ratio_matches_pruning": mean(TICKET)}
+
+
+def test_claim_effects_are_the_per_seed_means_of_the_paired_cases():
+    p = params()
+    effects = sanity.claim_effects(synthetic_frame(p), p)
+    assert list(effects) == list(sanity.CLAIM_IDS)
+    for claim, values in expected().items():
+        assert list(effects[claim].index) == [0, 1, 2]
+        np.testing.assert_allclose(effects[claim].to_numpy(), values, atol=1e-9, err_msg=claim)
+
+
+def test_row_order_changes_nothing():
+    p = params()
+    frame = synthetic_frame(p)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a, b = sanity.claim_effects(frame, p), sanity.claim_effects(shuffled, p)
+    for claim in a:
+        pd.testing.assert_series_equal(a[claim], b[claim])
+
+
+def test_cases_are_paired_by_seed_and_counted_once():
+    p = params()
+    cases = sanity.case_effects(synthetic_frame(p), p)
+    per_claim = cases.groupby("claim").size()
+    # 2 methods x 2 densities x 3 seeds rearranged; x 2 corruptions; 2 densities x 3 seeds of random tickets
+    assert per_claim.to_dict() == {"rearrange_costs_nothing": 12, "corrupted_data_costs_nothing": 24,
+                                   "smart_ratio_matches_pruning": 6}
+    assert set(cases[cases.claim == "smart_ratio_matches_pruning"].reference) == {"snip"}
+    table = sanity.effects_table(cases, p)
+    assert list(table.columns) == ["d = 0.1", "d = 0.05"] and len(table) == 2 + 4 + 1
+
+
+def test_an_unpaired_seed_is_an_error():
+    p = params()
+    frame = synthetic_frame(p)
+    lone = (frame.method == "grasp") & (frame.variant == "rearranged") & (frame.density == 0.05) & (frame.seed == 2)
+    with pytest.raises(ValueError, match="unpaired"):
+        sanity.claim_effects(frame[~lone], p)
+    ticket = (frame.method == "smart_ratio") & (frame.seed == 1) & (frame.density == 0.1)
+    with pytest.raises(ValueError, match="unpaired"):
+        sanity.claim_effects(frame[~ticket], p)
+
+
+def test_a_duplicated_run_is_an_error():
+    p = params()
+    frame = synthetic_frame(p)
+    original = frame[(frame.method == "snip") & (frame.variant == "original") & (frame.seed == 1)].iloc[[0]]
+    with pytest.raises(ValueError, match="several"):
+        sanity.claim_effects(pd.concat([frame, original]), p)
+
+
+def test_one_seed_is_inconclusive():
+    p = params(seeds=1)
+    effects = sanity.claim_effects(synthetic_frame(p), p)
+    for claim, e in effects.items():
+        v = decide(CLAIMS[claim], e)
+        assert v.n == 1 and v.verdict == "inconclusive" and np.isnan(v.low)
+
+
+def test_claims_belong_to_the_chapter():
+    assert {c.id for c in CLAIMS.values() if c.chapter == NAME} == set(sanity.CLAIM_IDS)
+
+
+@pytest.fixture(scope="module")
+def cpu() -> sanity.Params:
+    return chapters.params(NAME, book.load_profiles(ROOT)[NAME]["cpu"])
+
+
+def test_cpu_profile_has_five_seeds_and_two_densities(cpu: sanity.Params):
+    assert cpu.seeds >= 5 and len(cpu.densities) >= 2
+
+
+def test_cpu_grid_pairs_every_variant_with_its_reference_for_every_seed(cpu: sanity.Params):
+    grid = sanity.labelled_grid(cpu)
+    seeds = set(range(cpu.seeds))
+    runs = pd.DataFrame([labels | {"seed": cfg.seed, "cfg": cfg} for labels, cfg in grid])
+    for (net, d, m, v), g in runs.groupby(["network", "density", "method", "variant"]):
+        assert set(g.seed) == seeds and len(g) == len(seeds), (net, d, m, v)
+    originals = runs[runs.variant == "original"].set_index(["network", "density", "method", "seed"]).cfg
+    for row in runs[runs.variant != "original"].itertuples():
+        ref = originals[row.network, row.density, row.method, row.seed]
+        # a variant differs from its original only in the check it names: same seed, model, data and training
+        assert (row.cfg.seed, row.cfg.model, row.cfg.data, row.cfg.optim) == (ref.seed, ref.model, ref.data, ref.optim)
+        assert row.cfg.sparsity.method == ref.sparsity.method and row.cfg.sparsity.density == ref.sparsity.density
+    # every claim has cases, and all of them are paired for every seed
+    effects = sanity.claim_effects(synthetic_frame(cpu), cpu)
+    assert set(effects) == set(sanity.CLAIM_IDS)
+    assert all(list(e.index) == sorted(seeds) for e in effects.values())
+
+
+def test_cpu_profile_fits_its_budget(tmp_path: Path):
+    (row,) = plan("cpu", [NAME], ROOT, tmp_path)
+    assert row.hours is not None and row.hours <= 0.05, row
