@@ -282,17 +282,21 @@ CLAIMS: dict[str, Claim] = _claims(
     Claim("drop_criteria_alike", "05_dst_criteria",
           "Most drop criteria of dynamic sparse training perform alike",
           "Nowak et al. 2023: most criteria perform alike",
-          "per-seed difference best - median criterion test accuracy, points",
+          "per-seed difference best - median drop criterion test accuracy (over all drop criteria, within one "
+          "growth criterion and density), points, averaged per seed over the growth criteria (random, gradient) "
+          "and the criteria grid's densities",
           +1, "equivalence", 1.0, "points"),
     Claim("magnitude_best_low_density", "05_dst_criteria",
           "At low density plain magnitude is the best drop criterion",
           "Nowak et al. 2023: at low density magnitude is usually best",
-          "per-seed paired difference magnitude - best other criterion test accuracy at the lowest density, points",
+          "per-seed paired difference magnitude - best other drop criterion of the same seed, test accuracy at "
+          "the lowest density, points, averaged per seed over the growth criteria (random, gradient)",
           +1, "difference", 0.0, "points"),
     Claim("dst_beats_static", "05_dst_criteria",
           "Dynamic sparse training beats static sparse training at the same density",
           "Nowak et al. 2023 (and RigL, SET): DST beats a fixed random mask",
-          "per-seed paired difference DST (magnitude drop, random growth) - static test accuracy, points",
+          "per-seed paired difference DST (magnitude drop, random growth) - static training of the same initial "
+          "mask, test accuracy, points, averaged per seed over the criteria grid's densities",
           +1, "difference", 0.0, "points"),
     Claim("grad_flow_orders_schemes", "07_gradient_flow",
           "Layer-wise ratios with a larger gradient norm at initialisation train to a higher accuracy",

@@ -1,15 +1,34 @@
-"""Chapter 05, drop criteria in dynamic sparse training: parameters and the three run grids."""
+"""Chapter 05, drop criteria in dynamic sparse training: parameters, run grids, the claims' effects,
+and the chapter's tables and figures.
+
+The claims ``drop_criteria_alike``, ``magnitude_best_low_density`` and ``dst_beats_static`` are
+declared in :data:`rplib.claims.CLAIMS`; :func:`claim_effects` computes their per-seed effects from
+the frame of runs (:func:`frame`) and :func:`setting_effects` the same effects per setting (growth
+criterion, density) for the descriptive table. Accuracies are in percent.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
 from .. import data as rdata, dst as rdst, models
+from ..claims import paired
 from ..config import DEVICES, ModelConfig, OptimConfig, RunConfig, SparsityConfig
 from ..dst import DSTConfig
+from ..plotting import color, errorbar_plot, figure_legend, heatmap, linestyle, mean_ci, mean_ci_table
 from ._params import ChapterParams
 
-__all__ = ["Params", "config", "grids", "grid"]
+__all__ = ["Params", "config", "grids", "grid", "run", "frame", "schedule_note", "CLAIM_IDS", "claim_effects",
+           "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
+           "scheduled_alpha", "drop_set_similarity", "similarity_notes", "plot_accuracy", "plot_ranks",
+           "plot_similarity", "plot_sweep", "plot_rewiring"]
+
+STATIC = "static"  # the criterion (and growth "none") of static sparse training in :func:`frame`
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,12 @@ class Params(ChapterParams):
             self._fail("densities", "a list of distinct floats in (0, 1)", self.densities)
         self._choices("criteria", rdst.DROP_CRITERIA, min_len=2)
         self._choices("growths", rdst.GROWTH)
+        if "magnitude" not in self.criteria:
+            self._fail("criteria", "a list that includes 'magnitude' (the claims compare it with the others)",
+                       self.criteria)
+        if "random" not in self.growths:
+            self._fail("growths", "a list that includes 'random' (DST against static uses random growth)",
+                       self.growths)
         self._float("alpha", 0, 1, lo_open=True)
         self._ints("period_sweep")
         if len(set(self.period_sweep)) != len(self.period_sweep):
@@ -101,3 +126,343 @@ def grids(p: Params) -> dict[str, list[RunConfig]]:
 def grid(p: Params) -> list[RunConfig]:
     """The distinct configs of :func:`grids` (runs shared between grids once), in order."""
     return list({c.hash: c for cfgs in grids(p).values() for c in cfgs}.values())
+
+
+# --------------------------------------------------------------------------- runs and the frame
+
+
+def run(configs: list[RunConfig], root: str) -> dict:
+    """Train the ``configs`` (those not finished in the store ``root``; the others are read): ``{hash: Result}``."""
+    from ..train import run_grid
+
+    return {r.config.hash: r for r in run_grid(configs, root=root)}
+
+
+def frame(results: dict) -> pd.DataFrame:
+    """One row per run: the flat config and metrics plus ``seed``, ``density``, ``criterion`` (``static`` for
+    static training), ``growth`` (``none`` for static), ``update_period`` (0 for static) and ``accuracy``
+    (final test accuracy in percent)."""
+    from ..train import to_frame
+
+    df = to_frame(list(results.values()))
+    static = df["dst.drop"] == "none"
+    return df.assign(density=df["sparsity.density"].astype(float), criterion=df["dst.drop"].where(~static, STATIC),
+                     growth=df["dst.grow"].where(~static, "none"),
+                     update_period=df["dst.update_period"].where(~static, 0).astype(int),
+                     accuracy=100.0 * df["test_accuracy"])
+
+
+def schedule_note(p: Params) -> str:
+    """Steps per epoch, the total steps T and the number of mask updates for each update period."""
+    bundle = rdata.load(config(p, p.densities[0], 0).data)
+    n_train = bundle.num_examples("train")
+    steps = max(1, n_train // p.batch_size) * p.epochs  # full batches only, as the trainer
+    periods = sorted({p.update_period, *p.period_sweep})
+    updates = ", ".join(f"{(steps - 1) // t} for Delta T = {t}" for t in periods)
+    note = f"{p.dataset}: {n_train} training examples, T = {steps} optimizer steps; mask updates: {updates}"
+    never = [t for t in periods if (steps - 1) // t == 0]
+    if never:
+        note += (f"\nnote: Delta T = {never} leaves no mask update in T = {steps} steps; such runs train their "
+                 "initial mask unchanged, as static training does")
+    return note
+
+
+def _dst(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The criteria grid's DST rows: every growth, drop criterion and density of ``p`` at ``update_period``."""
+    rows = frame[(frame.criterion != STATIC) & (frame.update_period == p.update_period)]
+    return rows[rows.criterion.isin(p.criteria) & rows.growth.isin(p.growths) & rows.density.isin(p.densities)]
+
+
+def _ordered(rows: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Rows sorted as the parameters list them: static first, then growth, criterion, density and seed."""
+    order = {"growth": ["none", *p.growths], "criterion": [STATIC, *p.criteria]}
+    return rows.sort_values(["growth", "criterion", "density", "seed"],
+                            key=lambda c: c.map({v: i for i, v in enumerate(order[c.name])}) if c.name in order else c)
+
+
+# --------------------------------------------------------------------------- the claims' effects
+
+
+def _seed_table(rows: pd.DataFrame, by: str, levels: list, value: str = "accuracy") -> pd.DataFrame:
+    """``seed x level`` table of ``value``; every level must pair with the first one on every seed (``paired``'s
+    checks: a missing or duplicated seed is an error)."""
+    for level in levels:
+        paired(rows, by, level, levels[0], value)
+    return rows[rows[by].isin(levels)].pivot(index="seed", columns=by, values=value)[list(levels)]
+
+
+CLAIM_IDS = ("drop_criteria_alike", "magnitude_best_low_density", "dst_beats_static")
+
+
+def setting_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The chapter's per-seed effects per setting, in points: columns ``claim``, ``growth``, ``density``,
+    ``seed``, ``effect``.
+
+    * ``drop_criteria_alike``: for every growth criterion and density, the seed's best minus its median
+      drop criterion (over ``p.criteria``);
+    * ``magnitude_best_low_density``: for every growth criterion at the lowest density, magnitude minus the
+      seed's best other drop criterion;
+    * ``dst_beats_static``: at every density, DST with magnitude drop and random growth minus static
+      training of the same seed (the same initial mask).
+    """
+    dyn = _dst(frame, p)
+    parts = []
+
+    def add(claim: str, growth: str, density: float, effect: pd.Series) -> None:
+        parts.append(pd.DataFrame({"claim": claim, "growth": growth, "density": density,
+                                   "seed": effect.index.to_numpy(), "effect": effect.to_numpy(dtype=float)}))
+
+    alike, best = [], []
+    for g in p.growths:
+        for d in p.densities:
+            acc = _seed_table(dyn[(dyn.growth == g) & (dyn.density == d)], "criterion", list(p.criteria))
+            alike.append((g, d, acc.max(axis=1) - acc.median(axis=1)))
+            if d == p.densities[0]:
+                best.append((g, d, acc["magnitude"] - acc.drop(columns="magnitude").max(axis=1)))
+    for args in alike:
+        add("drop_criteria_alike", *args)
+    for args in best:
+        add("magnitude_best_low_density", *args)
+    mag = (frame.criterion == "magnitude") & (frame.growth == "random") & (frame.update_period == p.update_period)
+    for d in p.densities:
+        rows = frame[(frame.density == d) & (mag | (frame.criterion == STATIC))]
+        add("dst_beats_static", "random", d, paired(rows, "criterion", "magnitude", STATIC, "accuracy"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
+    """Per-seed effect (index = seed, points) of each of the chapter's claims: the per-seed mean over the
+    settings of :func:`setting_effects` (growth criteria and densities as the claim's effect text says).
+    A seed that lacks one of the settings is an error."""
+    long = setting_effects(frame, p)
+    out = {}
+    for claim in CLAIM_IDS:
+        wide = long[long.claim == claim].pivot(index="seed", columns=["growth", "density"], values="effect")
+        if wide.isna().any(axis=None):
+            seeds = wide.index[wide.isna().any(axis=1)].tolist()
+            raise ValueError(f"{claim}: seed(s) {seeds} lack (growth, density) settings that other seeds have; "
+                             "the per-seed mean needs every setting for every seed")
+        out[claim] = wide.mean(axis=1).rename(claim)
+    return out
+
+
+def effect_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The claims' effects per setting, ``mean [95% CI]`` over seeds (points)."""
+    t = mean_ci_table(setting_effects(frame, p), ["claim", "growth", "density"], "effect")
+    t.columns = ["effect (points), mean [95% CI]"]
+    return t
+
+
+# --------------------------------------------------------------------------- descriptive tables
+
+
+def accuracy_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Final test accuracy (%), ``mean [95% CI]`` over seeds: static and every (growth, drop criterion) x density."""
+    static = frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)]
+    t = mean_ci_table(_ordered(pd.concat([static, _dst(frame, p)]), p), ["growth", "criterion"], "accuracy",
+                      columns="density")
+    t.columns.name = "density d: test accuracy (%)"
+    return t
+
+
+def gain_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Per-seed paired DST - static test accuracy (points), ``mean [95% CI]``, per (growth, criterion) x density."""
+    dyn, static = _dst(frame, p), frame[frame.criterion == STATIC]
+    parts = []
+    for (g, c, d), rows in _ordered(dyn, p).groupby(["growth", "criterion", "density"], sort=False):
+        diff = paired(pd.concat([rows, static[static.density == d]]), "criterion", c, STATIC, "accuracy")
+        parts.append(pd.DataFrame({"growth": g, "criterion": c, "density": d, "gain": diff.to_numpy()}))
+    t = mean_ci_table(pd.concat(parts), ["growth", "criterion"], "gain", columns="density")
+    t.columns.name = "density d: DST - static (points)"
+    return t
+
+
+def _sweep_rows(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    rows = frame[(frame.density == p.sweep_density) & (frame.criterion != STATIC) & (frame.growth == p.sweep_growth)]
+    return rows[rows.criterion.isin(p.sweep_criteria) & rows.update_period.isin(p.period_sweep)]
+
+
+def sweep_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The update-period sweep: test accuracy and ITOP rate (%), ``mean [95% CI]``, per criterion x Delta T."""
+    rows = _sweep_rows(frame, p)
+    long = pd.concat([rows.assign(quantity="test accuracy (%)", value=rows.accuracy),
+                      rows.assign(quantity="ITOP rate (%)", value=100.0 * rows["dst.itop_rate"])])
+    t = mean_ci_table(long, ["criterion", "quantity"], "value", columns="update_period")
+    t = t[sorted(t.columns)]
+    updates = rows.groupby("update_period")["dst.n_updates"].first()
+    t.columns = [f"{t_} ({int(updates[t_])} updates)" for t_ in t.columns]
+    t.columns.name = "Delta T"
+    return t
+
+
+def _negative_share(result) -> float:
+    """Share of negative weights among the active weights of the sparse layers of a run's final network."""
+    import torch
+
+    ckpt = torch.load(result.path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    active = [ckpt["model"][k][m] for k, m in ckpt["mask"].items() if 0 < int(m.sum()) < m.numel()]
+    return sum(int((w < 0).sum()) for w in active) / sum(w.numel() for w in active)
+
+
+SET_VARIANTS = ("set", "set_as_released")
+
+
+def rewiring_table(results: dict, frame: pd.DataFrame, p: Params) -> pd.DataFrame | None:
+    """``set`` against ``set_as_released`` (and static): the share of active weights replaced per update and
+    the share of negative active weights at the end (%), ``mean [95% CI]``; None unless both are criteria."""
+    if not set(SET_VARIANTS) <= set(p.criteria):
+        return None
+    dyn = _dst(frame, p)
+    rows = dyn[dyn.criterion.isin(SET_VARIANTS)]
+    static = frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)]
+    static = pd.concat([static.assign(growth=g) for g in p.growths])  # the same static runs next to every growth
+    negative = pd.concat([rows, static])
+    long = pd.concat([rows.assign(quantity="replaced per update (%)", value=100.0 * rows["dst.mean_changed"]),
+                      negative.assign(quantity="negative at the end (%)",
+                                      value=100.0 * negative["hash"].map(lambda h: _negative_share(results[h])))])
+    long = long.assign(criterion=pd.Categorical(long.criterion, [*SET_VARIANTS, STATIC]))
+    t = mean_ci_table(long.sort_values(["criterion"], kind="stable"), ["quantity", "growth", "density"], "value",
+                      columns="criterion").fillna("")
+    t.columns = list(t.columns)
+    return t
+
+
+def scheduled_alpha(results: dict, p: Params) -> float:
+    """Mean of alpha(t) over the mask updates at ``update_period`` (the same schedule for every run)."""
+    r = results[config(p, p.densities[0], 0, "magnitude", "random").hash]
+    alphas = [u["alpha"] for u in json.loads((r.path / "dst_log.json").read_text())]
+    return float(np.mean(alphas)) if alphas else float("nan")
+
+
+def drop_set_similarity(results: dict, p: Params) -> pd.DataFrame:
+    """Jaccard similarity of the drop sets every pair of criteria picks from one trained network (magnitude
+    drop, first growth criterion, lowest density, seed 0) and one batch's gradient, ``k = ceil(alpha_0 n)``
+    per layer, averaged over the sparse layers."""
+    import torch
+
+    from ..sparsity import Mask
+
+    probe = results[config(p, p.densities[0], 0, "magnitude", p.growths[0]).hash]
+    bundle = rdata.load(probe.config.data)
+    ckpt = torch.load(probe.path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    net = models.build(p.model, bundle.num_classes, in_shape=bundle.in_shape, **probe.config.model.options())
+    net.load_state_dict(ckpt["model"])
+    net.train()  # gradients as during training (batch statistics in normalisation layers)
+    x, y = next(bundle.batches("train", p.batch_size))
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    pairs = rdst.compare_criteria(net, Mask(ckpt["mask"]), p.criteria, alpha=p.alpha, seed=0)
+    names = pd.Index(p.criteria, name="drop criterion")
+    sim = pd.DataFrame(np.eye(len(p.criteria)), index=names, columns=names)
+    for (a, b), v in pairs.items():
+        sim.loc[a, b] = sim.loc[b, a] = v
+    return sim
+
+
+def similarity_notes(similarity: pd.DataFrame, p: Params) -> dict[str, str]:
+    """Markdown snippets for the prose: the most and least similar pair of criteria, the no-agreement level
+    alpha_0 / (2 - alpha_0) of two independent random drop sets, and how many pairs lie above it."""
+    upper = np.triu(np.ones(similarity.shape, dtype=bool), k=1)
+    pairs = similarity.where(upper).stack().sort_values(ascending=False)
+    chance = p.alpha / (2 - p.alpha)
+    (a, b), (c, d) = pairs.index[0], pairs.index[-1]
+    return {"sim_closest": f"`{a}` and `{b}` ({pairs.iloc[0]:.2f})",
+            "sim_farthest": f"`{c}` and `{d}` ({pairs.iloc[-1]:.2f})",
+            "sim_chance": f"{chance:.2f}",
+            "sim_above_chance": f"{int((pairs > chance).sum())} of {len(pairs)}"}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _density_axis(ax: plt.Axes, densities: list) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(densities, [f"{d:g}" for d in densities])
+    ax.minorticks_off()
+
+
+def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
+    """Final test accuracy (%) against density, one panel per growth criterion, static in every panel;
+    means over seeds with 95% t-intervals."""
+    static = frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)]
+    dyn = _ordered(_dst(frame, p), p)
+    names = [STATIC, *p.criteria]  # dodged: each criterion's points sit slightly apart on the log axis
+    shift = {c: np.exp(0.025 * (i - (len(names) - 1) / 2)) for i, c in enumerate(names)}
+    static, dyn = (t.assign(x=t.density * t.criterion.map(shift)) for t in (static, dyn))
+    ncols = min(2, len(p.growths))
+    nrows = -(-len(p.growths) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.4 * nrows + 1.0), sharey=True, squeeze=False)
+    for ax, g in zip(axes.flat, p.growths):
+        errorbar_plot(static, x="x", y="accuracy", hue="criterion", ax=ax, err="ci95")
+        errorbar_plot(dyn[dyn.growth == g], x="x", y="accuracy", hue="criterion", ax=ax, err="ci95")
+        _density_axis(ax, p.densities)
+        ax.set_title(f"{g} growth")
+        ax.set_xlabel("density d")
+        ax.set_ylabel("test accuracy (%)" if ax in axes[:, 0] else "")
+    for ax in axes.flat[len(p.growths):]:
+        ax.set_visible(False)
+    figure_legend(fig, title="drop criterion")
+    return fig
+
+
+def plot_ranks(frame: pd.DataFrame, p: Params) -> plt.Figure:
+    """Mean rank over seeds of every drop criterion (1 = best) within growth, density and seed."""
+    dyn = _dst(frame, p)
+    ranked = dyn.assign(rank=dyn.groupby(["growth", "density", "seed"]).accuracy.rank(ascending=False,
+                                                                                       method="average"))
+    mean_rank = ranked.groupby(["growth", "criterion", "density"])["rank"].mean()
+    fig, axes = plt.subplots(1, len(p.growths), squeeze=False,
+                             figsize=(min(9.0, (0.6 * len(p.densities) + 3.6) * len(p.growths)),
+                                      0.35 * len(p.criteria) + 1.8))
+    for ax, g in zip(axes[0], p.growths):
+        t = mean_rank.loc[g].unstack("density").reindex(p.criteria)
+        t.index.name, t.columns.name = "drop criterion", "density"
+        heatmap(t, ax=ax, fmt="{:.1f}", vmin=1, vmax=len(p.criteria), cbar_label="mean rank (1 = best)")
+        ax.set_title(f"{g} growth")
+        if g != p.growths[0]:
+            ax.set_ylabel("")
+    return fig
+
+
+def plot_similarity(similarity: pd.DataFrame, p: Params) -> plt.Figure:
+    """The drop-set similarity of :func:`drop_set_similarity` as a heat map."""
+    n = len(similarity)
+    fig, ax = plt.subplots(figsize=(min(9.0, 0.55 * n + 3.2), 0.45 * n + 1.4))
+    heatmap(similarity, ax=ax, fmt="{:.2f}", vmin=0, vmax=1, cbar_label="Jaccard similarity of drop sets")
+    return fig
+
+
+def plot_sweep(frame: pd.DataFrame, p: Params) -> plt.Figure:
+    """Test accuracy (%) against the update period at ``sweep_density``; the horizontal line is static training."""
+    rows = _sweep_rows(frame, p)
+    static = frame[(frame.criterion == STATIC) & (frame.density == p.sweep_density)]
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    errorbar_plot(rows, x="update_period", y="accuracy", hue="criterion", ax=ax, err="ci95")
+    ax.axhline(static.accuracy.mean(), color=color(STATIC), linestyle=linestyle(STATIC), label=STATIC)
+    ax.set_xscale("log")
+    ax.set_xticks(p.period_sweep, [str(t) for t in p.period_sweep])
+    ax.minorticks_off()
+    ax.set_xlabel("update period Delta T (optimizer steps)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"d = {p.sweep_density:g}, {p.sweep_growth} growth")
+    figure_legend(fig, title="drop criterion")
+    return fig
+
+
+def plot_rewiring(results: dict, p: Params) -> plt.Figure | None:
+    """Share of active weights replaced at every update (%) by ``set`` and ``set_as_released`` (seed 0, lowest
+    density, first growth criterion) next to the scheduled alpha(t); None unless both are criteria."""
+    if not set(SET_VARIANTS) <= set(p.criteria):
+        return None
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for c, marker in zip(SET_VARIANTS, "os"):
+        log = json.loads((results[config(p, p.densities[0], 0, c, p.growths[0]).hash].path / "dst_log.json")
+                         .read_text())
+        ax.plot([u["step"] for u in log], [100 * u["changed_total"] for u in log], label=c, color=color(c),
+                linestyle=linestyle(c), marker=marker)
+    ax.plot([u["step"] for u in log], [100 * u["alpha"] for u in log], color="black", linestyle=":",
+            label="alpha(t)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("active weights replaced (%)")
+    ax.set_title(f"d = {p.densities[0]:g}, {p.growths[0]} growth, seed 0")
+    figure_legend(fig)
+    return fig

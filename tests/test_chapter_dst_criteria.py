@@ -1,0 +1,167 @@
+"""Chapter 05 (drop criteria in DST): the claims' per-seed effects, their pairing, and the cpu profile's grid."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rplib import book, plan
+from rplib.chapters import dst_criteria as ch
+from rplib.claims import CLAIMS, decide
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIM_IDS = ["drop_criteria_alike", "magnitude_best_low_density", "dst_beats_static"]
+
+
+def _row(seed, density, criterion, accuracy, growth="random", period=5):
+    static = criterion == ch.STATIC
+    return {"seed": seed, "density": density, "criterion": criterion, "growth": "none" if static else growth,
+            "update_period": 0 if static else period, "accuracy": float(accuracy)}
+
+
+# Two seeds, random growth, densities 0.05 and 0.2, criteria magnitude / set / random, worked out by hand:
+#   seed 0: d=0.05 mag 50 set 48 rnd 40 static 45 | d=0.2 mag 60 set 61 rnd 55 static 62
+#   seed 1: d=0.05 mag 47 set 49 rnd 30 static 40 | d=0.2 mag 58 set 58 rnd 50 static 60
+#   best - median:   seed 0 (2 + 1) / 2 = 1.5;   seed 1 (2 + 0) / 2 = 1.0
+#   magnitude - best other at d=0.05:   seed 0 +2;   seed 1 -2
+#   magnitude/random growth - static:   seed 0 (5 - 2) / 2 = 1.5;   seed 1 (7 - 2) / 2 = 2.5
+ACC = {0: {0.05: (50, 48, 40, 45), 0.2: (60, 61, 55, 62)}, 1: {0.05: (47, 49, 30, 40), 0.2: (58, 58, 50, 60)}}
+EXPECTED = {"drop_criteria_alike": {0: 1.5, 1: 1.0}, "magnitude_best_low_density": {0: 2.0, 1: -2.0},
+            "dst_beats_static": {0: 1.5, 1: 2.5}}
+P = ch.Params(densities=[0.05, 0.2], criteria=["magnitude", "set", "random"], growths=["random"], update_period=5,
+              seeds=2)
+
+
+def _hand_frame() -> pd.DataFrame:
+    rows = []
+    for seed, by_density in ACC.items():
+        for d, values in by_density.items():
+            rows += [_row(seed, d, c, a) for c, a in zip(["magnitude", "set", "random", ch.STATIC], values)]
+        # runs that must not enter the claims: another update period (the sweep), a density outside the grid
+        rows += [_row(seed, 0.05, "magnitude", 99.0, period=50), _row(seed, 0.5, ch.STATIC, 99.0),
+                 _row(seed, 0.5, "magnitude", 0.0)]
+    return pd.DataFrame(rows)
+
+
+def test_claim_effects_are_the_hand_computed_per_seed_effects():
+    effects = ch.claim_effects(_hand_frame(), P)
+    assert list(effects) == CLAIM_IDS == list(ch.CLAIM_IDS)
+    for claim, expected in EXPECTED.items():
+        assert effects[claim].index.tolist() == [0, 1]
+        assert effects[claim].to_dict() == pytest.approx(expected), claim
+
+
+def test_row_order_changes_nothing():
+    frame = _hand_frame()
+    base = ch.claim_effects(frame, P)
+    for seed in range(3):
+        shuffled = ch.claim_effects(frame.sample(frac=1.0, random_state=seed).reset_index(drop=True), P)
+        for claim in CLAIM_IDS:
+            pd.testing.assert_series_equal(shuffled[claim], base[claim])
+
+
+def test_effects_per_setting_average_to_the_claim_effects():
+    long = ch.setting_effects(_hand_frame(), P)
+    assert long.groupby("claim").size().to_dict() == {"drop_criteria_alike": 4, "magnitude_best_low_density": 2,
+                                                      "dst_beats_static": 4}
+    at = long.set_index(["claim", "density", "seed"]).effect
+    assert at["drop_criteria_alike", 0.2, 0] == 1.0 and at["dst_beats_static", 0.05, 1] == 7.0
+    table = ch.effect_table(_hand_frame(), P)
+    assert table.loc[("magnitude_best_low_density", "random", 0.05)].iloc[0] == "0.0 [-25.4, 25.4]"
+
+
+def test_a_random_frame_matches_a_loop_over_seeds():
+    rng = np.random.default_rng(0)
+    p = ch.Params(densities=[0.05, 0.1, 0.3], criteria=["random", "magnitude", "set", "mest", "snip"],
+                  growths=["random", "gradient"], update_period=7, seeds=4)
+    acc = {}
+    rows = []
+    for s in range(p.seeds):
+        for d in p.densities:
+            acc[ch.STATIC, "none", d, s] = rng.normal(50, 5)
+            rows.append(_row(s, d, ch.STATIC, acc[ch.STATIC, "none", d, s]))
+            for g in p.growths:
+                for c in p.criteria:
+                    acc[c, g, d, s] = rng.normal(50, 5)
+                    rows.append(_row(s, d, c, acc[c, g, d, s], growth=g, period=7))
+    effects = ch.claim_effects(pd.DataFrame(rows), p)
+    for s in range(p.seeds):
+        alike = [max(acc[c, g, d, s] for c in p.criteria) - statistics.median(acc[c, g, d, s] for c in p.criteria)
+                 for g in p.growths for d in p.densities]
+        best = [acc["magnitude", g, 0.05, s] - max(acc[c, g, 0.05, s] for c in p.criteria if c != "magnitude")
+                for g in p.growths]
+        static = [acc["magnitude", "random", d, s] - acc[ch.STATIC, "none", d, s] for d in p.densities]
+        assert effects["drop_criteria_alike"][s] == pytest.approx(np.mean(alike))
+        assert effects["magnitude_best_low_density"][s] == pytest.approx(np.mean(best))
+        assert effects["dst_beats_static"][s] == pytest.approx(np.mean(static))
+
+
+def test_an_unpaired_seed_is_an_error():
+    frame = _hand_frame()
+    lonely = (frame.seed == 1) & (frame.criterion == "set") & (frame.density == 0.2)
+    with pytest.raises(ValueError, match="unpaired"):
+        ch.claim_effects(frame[~lonely], P)
+    no_static = (frame.seed == 0) & (frame.criterion == ch.STATIC) & (frame.density == 0.05)
+    with pytest.raises(ValueError, match="unpaired"):
+        ch.claim_effects(frame[~no_static], P)
+
+
+def test_a_duplicated_run_is_an_error():
+    frame = _hand_frame()
+    with pytest.raises(ValueError, match="several"):
+        ch.claim_effects(pd.concat([frame, frame.iloc[[0]]]), P)
+
+
+def test_a_seed_missing_from_a_whole_setting_is_an_error():
+    frame = _hand_frame()
+    extra = pd.DataFrame([_row(2, 0.05, c, 40.0) for c in ["magnitude", "set", "random", ch.STATIC]])
+    with pytest.raises(ValueError, match=r"seed\(s\) \[2\] lack"):
+        ch.claim_effects(pd.concat([frame, extra]), P)
+
+
+def test_one_seed_is_inconclusive():
+    frame = _hand_frame()
+    effects = ch.claim_effects(frame[frame.seed == 0], P)
+    for claim, e in effects.items():
+        v = decide(CLAIMS[claim], e)
+        assert v.n == 1 and v.verdict == "inconclusive" and np.isnan(v.low)
+
+
+def test_the_claims_need_magnitude_and_random_growth():
+    with pytest.raises(ValueError, match="criteria.*'magnitude'"):
+        ch.Params(criteria=["set", "random"])
+    with pytest.raises(ValueError, match="growths.*'random'"):
+        ch.Params(growths=["gradient"])
+
+
+def _cpu() -> ch.Params:
+    return ch.Params.from_dict(book.load_profiles(ROOT)["05_dst_criteria"]["cpu"])
+
+
+def test_cpu_profile_has_five_seeds_and_every_criterion():
+    p = _cpu()
+    assert p.seeds >= 5
+    assert len(p.criteria) == 9 and set(p.growths) == {"random", "gradient"}
+
+
+def test_cpu_grid_pairs_every_variant_with_its_reference_for_every_seed():
+    p = _cpu()
+    rows = [_row(c.seed, c.sparsity.density, ch.STATIC if c.dst.drop == "none" else c.dst.drop, 50.0 + i % 7,
+                 growth=c.dst.grow, period=c.dst.update_period) for i, c in enumerate(ch.grid(p))]
+    frame = pd.DataFrame(rows)
+    effects = ch.claim_effects(frame, p)  # raises on any unpaired or missing run
+    for claim in CLAIM_IDS:
+        assert effects[claim].index.tolist() == list(range(p.seeds)), claim
+    long = ch.setting_effects(frame, p)
+    assert (long.groupby(["claim", "growth", "density"]).size() == p.seeds).all()
+    gains = ch.gain_table(frame, p)  # every (growth, criterion, density) pairs with static on every seed
+    assert gains.shape == (len(p.growths) * len(p.criteria), len(p.densities))
+
+
+def test_cpu_profile_fits_the_budget(tmp_path: Path):
+    (row,) = plan.plan("cpu", only=["05_dst_criteria"], root=ROOT, runs=tmp_path)
+    assert row.hours is not None and row.hours <= 0.039, row
