@@ -283,16 +283,16 @@ def _sweep_rows(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
 
 
 def sweep_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
-    """The update-period sweep: test accuracy and ITOP rate (%), ``mean [95% CI]``, per criterion x Delta T."""
-    rows = _sweep_rows(frame, p)
-    long = pd.concat([rows.assign(quantity="test accuracy (%)", value=rows.accuracy),
-                      rows.assign(quantity="ITOP rate (%)", value=100.0 * rows["dst.itop_rate"])])
-    t = mean_ci_table(long, ["criterion", "quantity"], "value", columns="update_period")
-    t = t[sorted(t.columns)]
-    updates = rows.groupby("update_period")["dst.n_updates"].first()
-    t.columns = [f"{t_} ({int(updates[t_])} updates)" for t_ in t.columns]
-    t.columns.name = "Delta T"
-    return t
+    """The update-period sweep per criterion and Delta T: mask updates, test accuracy and ITOP rate (%),
+    ``mean [95% CI]`` over seeds."""
+    rows = _sweep_rows(frame, p).sort_values(["update_period", "seed"])
+    rows = rows.assign(itop=100.0 * rows["dst.itop_rate"], **{"Delta T": rows.update_period})
+    t = pd.concat([mean_ci_table(rows, ["criterion", "Delta T"], "accuracy"),
+                   mean_ci_table(rows, ["criterion", "Delta T"], "itop")], axis=1)
+    t.columns = ["test accuracy (%)", "ITOP rate (%)"]
+    t.insert(0, "mask updates", rows.groupby(["criterion", "Delta T"])["dst.n_updates"].first().astype(int))
+    order = [c for c in p.sweep_criteria if c in t.index.get_level_values("criterion")]
+    return t.reindex(order, level="criterion")
 
 
 def _negative_share(result) -> float:
