@@ -29,6 +29,7 @@ __all__ = ["Params", "config", "grids", "grid", "run", "frame", "schedule_note",
            "plot_similarity", "plot_sweep", "plot_rewiring"]
 
 STATIC = "static"  # the criterion (and growth "none") of static sparse training in :func:`frame`
+STATIC_COLOR = color("dense")  # the chapter's reference line in the book's reference colour (no dense runs here)
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,7 @@ def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
     nrows = -(-len(p.growths) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.4 * nrows + 1.0), sharey=True, squeeze=False)
     for ax, g in zip(axes.flat, p.growths):
-        errorbar_plot(static, x="x", y="accuracy", hue="criterion", ax=ax, err="ci95")
+        errorbar_plot(static, x="x", y="accuracy", hue="criterion", ax=ax, err="ci95", color=STATIC_COLOR)
         errorbar_plot(dyn[dyn.growth == g], x="x", y="accuracy", hue="criterion", ax=ax, err="ci95")
         _density_axis(ax, p.densities)
         ax.set_title(f"{g} growth")
@@ -437,7 +438,7 @@ def plot_sweep(frame: pd.DataFrame, p: Params) -> plt.Figure:
     static = frame[(frame.criterion == STATIC) & (frame.density == p.sweep_density)]
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     errorbar_plot(rows, x="update_period", y="accuracy", hue="criterion", ax=ax, err="ci95")
-    ax.axhline(static.accuracy.mean(), color=color(STATIC), linestyle=linestyle(STATIC), label=STATIC)
+    ax.axhline(static.accuracy.mean(), color=STATIC_COLOR, linestyle=linestyle(STATIC), label=STATIC)
     ax.set_xscale("log")
     ax.set_xticks(p.period_sweep, [str(t) for t in p.period_sweep])
     ax.minorticks_off()
