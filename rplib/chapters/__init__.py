@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dst_criteria, gradient_flow, layerwise, robustness, sanity, scaling, schemes
+from . import dst_criteria, gradient_flow, layerwise, robustness, sanity, scaling, schemes, sparse_inference
 
 __all__ = ["CHAPTERS", "params", "grid", "layerwise", "scaling", "schemes", "sanity", "dst_criteria", "robustness",
-           "gradient_flow"]
+           "gradient_flow", "sparse_inference"]
 
 CHAPTERS: dict[str, ModuleType] = {
     "01_layerwise_densities": layerwise,
@@ -22,6 +22,7 @@ CHAPTERS: dict[str, ModuleType] = {
     "05_dst_criteria": dst_criteria,
     "06_ood_calibration_robustness": robustness,
     "07_gradient_flow": gradient_flow,
+    "08_sparse_inference": sparse_inference,
 }
 
 
