@@ -114,6 +114,16 @@ class ChapterParams:
         self._str("data_root")
         self._bool("download")
 
+    def _training_fields(self) -> None:
+        """The training parameters every training chapter has: epochs, batch_size, seeds, lr, device, runs."""
+        from ..config import DEVICES
+
+        for name in ("epochs", "batch_size", "seeds"):
+            self._int(name)
+        self._float("lr", 0, None, lo_open=True)
+        self._choice("device", DEVICES)
+        self._str("runs")
+
     def _bool(self, name: str) -> None:
         if not isinstance(getattr(self, name), bool):
             self._fail(name, "true or false", getattr(self, name))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import data as rdata, dst as rdst, models
 from ..claims import paired
-from ..config import DEVICES, ModelConfig, OptimConfig, RunConfig, SparsityConfig
+from ..config import ModelConfig, OptimConfig, RunConfig, SparsityConfig
 from ..dst import DSTConfig
 from ..plotting import color, errorbar_plot, figure_legend, heatmap, linestyle, mean_ci, mean_ci_table
 from ._params import ChapterParams
@@ -64,12 +64,9 @@ class Params(ChapterParams):
         self._data_fields()
         self._choice("model", models.available())
         self._ints("hidden")
-        for name in ("epochs", "batch_size", "seeds", "update_period"):
-            self._int(name)
-        self._float("lr", 0, None, lo_open=True)
+        self._training_fields()
+        self._int("update_period")
         self._float("weight_decay", 0)
-        self._choice("device", DEVICES)
-        self._str("runs")
         self._floats("densities", 0, 1, lo_open=True, hi_open=True)
         if len(set(self.densities)) != len(self.densities):
             self._fail("densities", "a list of distinct floats in (0, 1)", self.densities)

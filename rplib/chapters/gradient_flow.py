@@ -10,7 +10,7 @@ from scipy import stats
 from torch import nn
 
 from .. import data as rdata, models
-from ..config import DEVICES, ModelConfig, RunConfig, SparsityConfig
+from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import EvalConfig
 from ..sparsity import DATA_SCHEMES, SCHEMES
 from ._common import data_config, input_spec, scaled_cifar_recipe
@@ -49,14 +49,11 @@ class Params(ChapterParams):
         self._data_fields()
         self._choices("models", models.available())
         self._float("width", 0, None, lo_open=True)
-        for name in ("epochs", "batch_size", "prune_samples_per_class", "seeds"):
-            self._int(name)
-        self._float("lr", 0, None, lo_open=True)
+        self._training_fields()
+        self._int("prune_samples_per_class")
         self._float("sparsity", 0, 1, lo_open=True, hi_open=True)
         self._choices("schemes", [*SCHEMES, *DATA_SCHEMES], min_len=2)
         self._bool("dense")
-        self._choice("device", DEVICES)
-        self._str("runs")
 
 
 def _data(p: Params) -> rdata.DataConfig:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import data as rdata, models
 from ..claims import paired
-from ..config import DEVICES, ModelConfig, RunConfig, SparsityConfig
+from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import ATTACKS, OOD_SCORES, EvalConfig
 from ..sparsity import SCHEMES
 from ._common import data_config, input_spec, scaled_cifar_recipe
@@ -71,9 +71,9 @@ class Params(ChapterParams):
         self._bool("download")
         self._choices("models", models.available())
         self._float("width", 0, None, lo_open=True)
-        for name in ("epochs", "batch_size", "pgd_steps", "attack_examples", "seeds"):
+        self._training_fields()
+        for name in ("pgd_steps", "attack_examples"):
             self._int(name)
-        self._float("lr", 0, None, lo_open=True)
         self._floats("sparsities", 0, 1, lo_open=True, hi_open=True)
         if len({round(float(s), 6) for s in self.sparsities}) != len(self.sparsities):
             self._fail("sparsities", "a list of distinct floats in (0, 1)", self.sparsities)
@@ -83,8 +83,6 @@ class Params(ChapterParams):
         self._choices("attacks", ATTACKS)
         self._floats("epsilons", 0, None, allow_empty=True)
         self._float("reliability_sparsity", 0, 1, lo_open=True, hi_open=True)
-        self._choice("device", DEVICES)
-        self._str("runs")
         self._set("sparsities", sorted(round(float(s), 6) for s in self.sparsities))
         self._set("reliability_sparsity", round(float(self.reliability_sparsity), 6))
         if self.reliability_sparsity not in self.sparsities:

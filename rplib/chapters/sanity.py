@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import models
-from ..config import DEVICES, ModelConfig, OptimConfig, RunConfig
+from ..config import ModelConfig, OptimConfig, RunConfig
 from ..sparsity import layerwise_densities
 from ._common import data_config, input_spec
 from ._params import ChapterParams
@@ -78,14 +78,12 @@ class Params(ChapterParams):
         self._choices("prune_data", PRUNE_DATA, min_len=0)
         for name in ("random_tickets", "hybrid_tickets", "dense"):
             self._bool(name)
-        for name in ("prune_samples_per_class", "lottery_rounds", "epochs", "batch_size", "seeds"):
+        for name in ("prune_samples_per_class", "lottery_rounds"):
             self._int(name)
         self._int("rewind_epoch", 0)
-        self._float("lr", 0, None, lo_open=True)
+        self._training_fields()
         self._float("weight_decay", 0)
         self._floats("milestones", 0, None, lo_open=True, allow_empty=True)
-        self._choice("device", DEVICES)
-        self._str("runs")
         self._set("densities", sorted({float(d) for d in self.densities}, reverse=True))
         self._set("rewind_lowered", self.rewind_epoch >= self.epochs)
         self._set("rewind_epoch", min(self.rewind_epoch, self.epochs - 1))

@@ -12,7 +12,7 @@ import torch
 
 from .. import models, sparsity
 from ..claims import paired
-from ..config import DEVICES, RunConfig
+from ..config import RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
@@ -63,11 +63,8 @@ class Params(ChapterParams):
         self._floats("sparsities", 0, 1, lo_open=True, hi_open=True)
         self._choice("baseline", self.schemes)
         self._choice("challenger", [s for s in self.schemes if s != self.baseline])
-        for name in ("prune_samples_per_class", "epochs", "batch_size", "seeds"):
-            self._int(name)
-        self._float("lr", 0, None, lo_open=True)
-        self._choice("device", DEVICES)
-        self._str("runs")
+        self._int("prune_samples_per_class")
+        self._training_fields()
         self._set("sparsities", sorted({round(float(s), 10) for s in self.sparsities}))
         self._set("width", float(self.width))
 
