@@ -233,7 +233,9 @@ CLAIMS: dict[str, Claim] = _claims(
     Claim("scaling_gap_shrinks", "02_scaling",
           "At a fixed sparsity the gap between random sparse and dense training shrinks as networks grow",
           "Liu et al. 2022: random ERK networks close the gap to dense as depth and width grow",
-          "per-seed least-squares slope of (dense - sparse test accuracy, points) against log2 of depth or width",
+          "per-seed least-squares slope of the gap (dense - random sparse test accuracy at the chapter's gap "
+          "sparsity, same seed, points) against log2 of the network's prunable weights, over every network of the "
+          "depth and width sweeps, averaged over the chapter's layer-wise schemes",
           -1, "difference", 0.0, "points per doubling"),
     Claim("erk_beats_uniform", "03_schemes",
           "ERK layer-wise ratios beat uniform ones at high sparsity",

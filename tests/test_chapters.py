@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from rplib import book, chapters
@@ -69,6 +70,8 @@ def test_notebook_validates_right_after_its_parameters(name: str):
     ("02_scaling", {"seeds": True}, "parameter 'seeds' of 02_scaling must be an integer >= 1, got True"),
     ("02_scaling", {"gap_sparsity": 0.8}, "parameter 'gap_sparsity' of 02_scaling must be one of sparsities [0.5, 0.9]"),
     ("02_scaling", {"model": "resnet"}, "parameter 'model' of 02_scaling must be cnn1d for dataset mnist1d"),
+    ("02_scaling", {"depths": [3], "widths": [1.0]},
+     "parameter 'depths' of 02_scaling must be depths and widths that give at least two networks"),
     ("03_schemes", {"challenger": "uniform"}, "parameter 'challenger' of 03_schemes must be one of erk, erk_plus, snip"),
     ("04_sanity_checks", {"widths": [1.0, 2.0]}, "parameter 'widths' of 04_sanity_checks must be one width per network"),
     ("06_ood_calibration_robustness", {"ood_sets": ["nope"]}, "parameter 'ood_sets' of 06_ood_calibration_robustness"),
@@ -115,3 +118,55 @@ def test_grids_have_the_documented_shape():
 def test_unknown_chapter():
     with pytest.raises(ValueError, match="unknown chapter '99_x'; chapters with a grid: 01_layerwise_densities"):
         chapters.grid("99_x")
+
+
+def _results(configs, accuracy) -> list:
+    """Finished-looking results of ``configs`` (nothing trained): test accuracy ``accuracy(config)``."""
+    from rplib.train import Result
+
+    return [Result(c, {"test_accuracy": accuracy(c)}, [], Path(".")) for c in configs]
+
+
+def test_scaling_gap_slopes_and_the_claims_effect():
+    """The gap is dense - sparse of the same seed; slopes are per doubling of prunable weights; the effect
+    averages the both-sweeps slope over the schemes, one number per seed."""
+    p = scaling.Params(seeds=3)  # smoke sizes: (3, 1.0), (5, 1.0), (3, 0.5)
+    n = scaling.prunable_weights(p)
+    true_slope = {"erk": -3.0, "uniform": -5.0}
+
+    def accuracy(c):  # points: dense 90 - seed; sparse at gap_sparsity 60 + slope * log2(N) below it, else equal
+        dense = 90 - c.seed
+        if c.sparsity.method == "dense" or c.sparsity.density > 0.5:
+            return dense / 100
+        return (dense - 60 - true_slope[c.sparsity.scheme] * np.log2(n[c.model.depth, c.model.width])) / 100
+
+    runs = scaling.frame(p, _results(scaling.grid(p), accuracy))
+    assert set(runs.scheme) == {"dense", "erk", "uniform"} and runs.weights.notna().all()
+    gaps = scaling.gaps(p, runs)
+    assert len(gaps) == 3 * 2 * 3  # networks x schemes x seeds, at gap_sparsity only
+    slopes = scaling.slopes(p, gaps)
+    assert set(slopes.sweep) == {"depth", "width", "both"}
+    for scheme, expected in true_slope.items():
+        assert slopes[slopes.scheme == scheme].slope.to_numpy() == pytest.approx(expected)
+    effects = scaling.effects(p, gaps)
+    assert list(effects.index) == [0, 1, 2] and effects.to_numpy() == pytest.approx(-4.0)
+    assert scaling.slope([2, 4, 8], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="unpaired"):
+        scaling.gaps(p, runs.drop(runs[(runs.scheme == "dense") & (runs.seed == 1)].index[:1]))
+
+
+def test_epoch_check_grid_pairs_the_chapter_runs_with_longer_ones():
+    p = scaling.Params(epochs=4, seeds=5)
+    check = scaling.epoch_check_grid(p)
+    n = scaling.prunable_weights(p)
+    assert {(c.model.depth, c.model.width) for c in check} == {min(n, key=n.get), max(n, key=n.get)}
+    assert sorted({c.optim.epochs for c in check}) == [4, 12] and {c.seed for c in check} == {0, 1, 2}
+    assert all(c.sparsity.method == "dense" for c in check) and len(check) == 2 * 2 * 3
+    grid = {c.hash for c in scaling.grid(p)}
+    assert {c.hash for c in check if c.optim.epochs == 4} <= grid  # the shorter runs are the chapter's own
+    assert len(scaling.epoch_check_grid(p, factor=2, seeds=1, networks=[(3, 1.0)])) == 2
+    with pytest.raises(ValueError, match="factor >= 2"):
+        scaling.epoch_check_grid(p, factor=1)
+    table = scaling.epoch_check(p, _results(check, lambda c: 0.9 + 0.002 * c.seed * (c.optim.epochs == 12)))
+    assert list(table.columns[:2]) == ["4 epochs", "12 epochs"] and (table.seeds == 3).all()
+    assert table["largest |difference|"].to_numpy() == pytest.approx(0.4)

@@ -1,15 +1,34 @@
-"""Chapter 02, depth and width scaling: parameters, the networks of both sweeps, and the run grid."""
+"""Chapter 02, depth and width scaling: parameters, the networks of both sweeps, the run grid, the gap and its slopes.
+
+The claim ``scaling_gap_shrinks`` (:data:`rplib.claims.CLAIMS`) is measured by :func:`effects`: per seed,
+the least-squares slope of the gap (dense - random sparse test accuracy, points, same seed, at
+``gap_sparsity``) against log2 of the network's prunable weights over every network of both sweeps,
+averaged over the schemes. :func:`slopes` gives the same slope per sweep and scheme (descriptive).
+:func:`epoch_check_grid` returns the runs that check the training length (dense accuracy at
+``epochs`` against ``factor`` times as many).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from .. import models, sparsity
+from ..claims import paired
 from ..config import DEVICES, RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
-__all__ = ["Params", "FAMILIES", "sizes", "label", "prunable_weights", "config", "grid"]
+if TYPE_CHECKING:
+    from ..train import Result
+
+__all__ = ["Params", "FAMILIES", "PAPER", "sizes", "label", "prunable_weights", "config", "grid", "frame", "gaps",
+           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check"]
 
 FAMILIES = ("cnn1d", "resnet", "wrn")  # registry names that take both a depth and a width
 
@@ -61,6 +80,9 @@ class Params(ChapterParams):
         self._set("widths", sorted({float(w) for w in self.widths}))
         self._set("base_width", float(self.base_width))
         self._set("sparsities", sorted({round(float(s), 10) for s in self.sparsities}))
+        if len(sizes(self)) < 2:
+            self._fail("depths", "depths and widths that give at least two networks (a slope needs two sizes)",
+                       self.depths)
 
 
 def sizes(p: Params) -> list[tuple[int, float]]:
@@ -108,3 +130,113 @@ def grid(p: Params) -> list[RunConfig]:
     configs = [config(p, d, w, "dense", 0.0, seed) for d, w in sizes(p) for seed in range(p.seeds)]
     return configs + [config(p, d, w, scheme, s, seed) for d, w in sizes(p) for scheme in p.schemes
                       for s in p.sparsities for seed in range(p.seeds)]
+
+
+# --------------------------------------------------------------------------- results
+
+
+#: Liu et al. (2022), CIFAR-10 ResNets at sparsity 0.9: test accuracy (%) read off the depth figure in the
+#: authors' repository (about +-0.15 points); dense and the two schemes of this chapter. Descriptive only.
+PAPER = pd.DataFrame({"depth": [20, 32, 44, 56, 110],
+                      "dense": [92.4, 93.1, 93.3, 93.15, 93.35],
+                      "erk": [87.8, 89.7, 90.6, 90.6, 91.9],
+                      "uniform": [86.3, 88.6, 89.5, 90.4, 91.35]}).set_index("depth")
+
+
+def frame(p: Params, results: Sequence[Result]) -> pd.DataFrame:
+    """One row per run: network (name, depth, width, prunable weights), scheme ("dense" or the scheme), sparsity
+    (0 for dense), seed, epochs, test accuracy in points and the run hash."""
+    n = prunable_weights(p)
+    rows = []
+    for r in results:
+        c = r.config
+        d, w = c.model.depth, float(c.model.width)
+        dense = c.sparsity.method == "dense"
+        rows.append({"network": label(p, d, w), "depth": d, "width": w, "weights": n.get((d, w)),
+                     "scheme": "dense" if dense else c.sparsity.scheme,
+                     "sparsity": 0.0 if dense else round(1 - c.sparsity.density, 6), "seed": c.seed,
+                     "epochs": c.optim.epochs, "accuracy": 100 * r.metrics["test_accuracy"], "hash": c.hash})
+    return pd.DataFrame(rows)
+
+
+def gaps(p: Params, runs: pd.DataFrame) -> pd.DataFrame:
+    """The gap per network, scheme and seed: dense - sparse test accuracy (points) at ``gap_sparsity``, same seed.
+
+    ``runs`` is :func:`frame`; a sparse run without its dense run of the same seed is an error
+    (:func:`rplib.claims.paired`).
+    """
+    out = []
+    for (d, w), net in runs.groupby(["depth", "width"], sort=False):
+        for scheme in p.schemes:
+            rows = net[(net.scheme == "dense") | ((net.scheme == scheme) & (net.sparsity == p.gap_sparsity))]
+            gap = paired(rows, "scheme", "dense", scheme, "accuracy")
+            out.append(pd.DataFrame({"network": net.network.iloc[0], "depth": d, "width": w,
+                                     "weights": net.weights.iloc[0], "scheme": scheme, "seed": gap.index,
+                                     "gap": gap.to_numpy()}))
+    return pd.concat(out, ignore_index=True)
+
+
+def slope(weights: Sequence[float], gap: Sequence[float]) -> float:
+    """Least-squares slope of ``gap`` against log2(``weights``): points per doubling of the prunable weights."""
+    return float(np.polyfit(np.log2(np.asarray(weights, dtype=float)), np.asarray(gap, dtype=float), 1)[0])
+
+
+def sweeps(p: Params, rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows (of :func:`frame` or :func:`gaps`) of the depth sweep, the width sweep and both ("both": all)."""
+    return {"depth": rows[(rows.width == p.base_width) & rows.depth.isin(p.depths)],
+            "width": rows[(rows.depth == p.base_depth) & rows.width.isin(p.widths)],
+            "both": rows}
+
+
+def slopes(p: Params, g: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed slopes (:func:`slope`) of the gaps ``g`` (:func:`gaps`) for every sweep (depth, width, both) and
+    scheme; a sweep with a single network has no slope and no row."""
+    out = [{"sweep": sweep, "scheme": scheme, "seed": seed, "slope": slope(s.weights, s.gap)}
+           for sweep, rows in sweeps(p, g).items() if rows.weights.nunique() > 1
+           for (scheme, seed), s in rows.groupby(["scheme", "seed"], sort=False)]
+    return pd.DataFrame(out, columns=["sweep", "scheme", "seed", "slope"])
+
+
+def effects(p: Params, g: pd.DataFrame) -> pd.Series:
+    """The claim's effect, one number per seed: the slope over every network of both sweeps, averaged over schemes."""
+    s = slopes(p, g)
+    return s[s.sweep == "both"].groupby("seed").slope.mean().rename("slope (points per doubling)")
+
+
+# --------------------------------------------------------------------------- training length
+
+
+def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
+                     networks: Sequence[tuple[int, float]] | None = None) -> list[RunConfig]:
+    """Dense runs that check the training length: each network at ``p.epochs`` and at ``factor`` times as many.
+
+    ``networks`` defaults to the smallest and the largest network of the grid (by prunable weights);
+    seeds ``0 .. seeds-1``. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
+    :func:`rplib.train.run_grid` and summarise with :func:`epoch_check`.
+    """
+    if factor < 2 or seeds < 1:
+        raise ValueError(f"epoch_check_grid needs factor >= 2 and seeds >= 1, got factor={factor}, seeds={seeds}")
+    if networks is None:
+        n = prunable_weights(p)
+        networks = list(dict.fromkeys([min(n, key=n.get), max(n, key=n.get)]))
+    longer = dataclasses.replace(p, epochs=factor * p.epochs)
+    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer) for seed in range(seeds)]
+
+
+def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:
+    """Per network: dense test accuracy at the shorter and the longer training, and their per-seed paired
+    difference (longer - shorter, points) as mean, 95% t-interval and largest absolute value."""
+    from ..plotting import mean_ci
+
+    runs = frame(p, results)
+    if runs.epochs.nunique() != 2:
+        raise ValueError(f"epoch_check needs runs of two training lengths, got epochs {sorted(runs.epochs.unique())}")
+    short, long_ = sorted(runs.epochs.unique())
+    out = []
+    for name, net in runs.groupby("network", sort=False):
+        diff = paired(net, "epochs", long_, short, "accuracy")
+        out.append({"network": name, f"{short} epochs": mean_ci(net[net.epochs == short].accuracy, 2),
+                    f"{long_} epochs": mean_ci(net[net.epochs == long_].accuracy, 2),
+                    "difference, mean [95% CI]": mean_ci(diff, 2), "largest |difference|": diff.abs().max(),
+                    "seeds": len(diff)})
+    return pd.DataFrame(out).set_index("network")
