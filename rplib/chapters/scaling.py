@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import models, sparsity
 from ..claims import paired
-from ..config import DEVICES, RunConfig
+from ..config import RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
 
@@ -71,11 +71,7 @@ class Params(ChapterParams):
         self._float("gap_sparsity", 0, 1, lo_open=True, hi_open=True)
         if self.gap_sparsity not in self.sparsities:
             self._fail("gap_sparsity", f"one of sparsities {self.sparsities}", self.gap_sparsity)
-        for name in ("epochs", "batch_size", "seeds"):
-            self._int(name)
-        self._float("lr", 0, None, lo_open=True)
-        self._choice("device", DEVICES)
-        self._str("runs")
+        self._training_fields()
         self._set("depths", sorted(set(self.depths)))
         self._set("widths", sorted({float(w) for w in self.widths}))
         self._set("base_width", float(self.base_width))
