@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "decide", "paired", "verdict_table",
-           "verdict_sentence", "publish", "read_published", "rule_text", "rules_markdown"]
+__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "mean_interval", "decide", "paired",
+           "mean_over_cases", "verdict_table", "verdict_sentence", "publish", "read_published", "rule_text",
+           "rules_markdown"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
 
@@ -82,8 +83,10 @@ class Verdict:
     verdict: str
 
 
-def _interval(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% t-interval of the mean; (mean, nan, nan) for n < 2; (mean, mean, mean) for zero variance."""
+def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of the mean (scipy); (mean, nan, nan) for n < 2; (mean, mean, mean)
+    for zero variance. The one interval of the book: verdicts, tables and figure error bars use it."""
+    x = np.asarray(list(values), dtype=float).ravel()
     mean = float(np.mean(x)) if x.size else math.nan
     if x.size < 2:
         return mean, math.nan, math.nan
@@ -100,7 +103,7 @@ def decide(claim: Claim, effects: Sequence[float] | Iterable[float]) -> Verdict:
     x = np.asarray(list(effects), dtype=float).ravel()
     if not np.all(np.isfinite(x)):
         raise ValueError(f"claim {claim.id!r}: effects must be finite numbers, got {x[~np.isfinite(x)][:5].tolist()}")
-    estimate, low, high = _interval(x)
+    estimate, low, high = mean_interval(x)
     if x.size < 2:
         verdict = "inconclusive"
     elif claim.kind == "difference":
@@ -138,6 +141,18 @@ def paired(frame: pd.DataFrame, by: str, treatment: object, reference: object, v
     if not len(t):
         raise ValueError(f"paired: no rows with {by}={treatment!r} or {by}={reference!r}")
     return (t - r.reindex(t.index)).sort_index().rename(f"{treatment} - {reference}")
+
+
+def mean_over_cases(table: pd.DataFrame, missing: str) -> pd.Series:
+    """Per-seed mean of a seeds x cases table of effects (one column per model, density, ...).
+
+    A seed without every case is an error (a mean over fewer cases is not the claim's effect): the
+    ``ValueError`` is ``missing`` with ``{seeds}`` replaced by those seeds.
+    """
+    gaps = table.index[table.isna().any(axis=1)].tolist()
+    if gaps:
+        raise ValueError(missing.format(seeds=gaps))
+    return table.mean(axis=1).rename_axis("seed")
 
 
 def _fmt(v: float) -> str:

@@ -23,8 +23,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "use_style", "color", "linestyle", "figure_legend", "mean_ci",
-           "mean_ci_table", "errorbar_plot", "heatmap", "provenance"]
+from .claims import mean_interval
+
+__all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "use_style", "color", "linestyle", "figure_legend",
+           "mean_ci", "ci95_halfwidth", "mean_ci_table", "errorbar_plot", "heatmap", "provenance"]
 
 # Layer-wise schemes, pruning scores, DST drop/growth criteria and baselines: names as in rplib.
 # Colour-blind-safe colours (Okabe & Ito 2008; Tol's "muted" set for the rest). A colour is reused
@@ -137,21 +139,20 @@ def figure_legend(fig: plt.Figure, title: str | None = None, ncols: int | None =
 
 def mean_ci(values: Iterable[float], digits: int = 1) -> str:
     """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2."""
-    from scipy import stats
-
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return ""
-    mean = f"{x.mean():.{digits}f}"
+    mean, low, high = mean_interval(x)
     if x.size < 2:
-        return mean
-    if np.all(x == x[0]):
-        low = high = float(x[0])
-    else:
-        ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
-        low, high = float(ci.low), float(ci.high)
-    return f"{mean} [{low:.{digits}f}, {high:.{digits}f}]"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def ci95_halfwidth(values: Iterable[float]) -> float:
+    """Half-width of the 95% Student-t interval of the mean (:func:`rplib.claims.mean_interval`); 0 for n < 2."""
+    _, low, high = mean_interval(values)
+    return 0.0 if np.isnan(low) else (high - low) / 2
 
 
 def mean_ci_table(frame: pd.DataFrame, index: str | list[str], value: str, columns: str | list[str] | None = None,
@@ -174,18 +175,9 @@ def _aggregate(df: pd.DataFrame, x: str, y: str, hue: str | None, err: str) -> p
     if missing:
         raise ValueError(f"column(s) {missing} not in the DataFrame; columns: {list(df.columns)}")
     keys = [hue, x] if hue is not None else [x]
-    agg = df.groupby(keys, sort=False)[y].agg(["mean", "std", "count"]).reset_index()
+    agg = df.groupby(keys, sort=False)[y].agg(["mean", "std", ci95_halfwidth]).reset_index()
     agg["std"] = agg["std"].fillna(0.0)
-    if err == "ci95":
-        from scipy.stats import t
-
-        n = agg["count"].to_numpy()
-        half = np.zeros(len(agg))
-        many = n > 1
-        half[many] = t.ppf(0.975, n[many] - 1) * agg["std"].to_numpy()[many] / np.sqrt(n[many])
-        agg["err"] = half
-    else:
-        agg["err"] = agg["std"]
+    agg["err"] = agg["ci95_halfwidth"] if err == "ci95" else agg["std"]
     return agg
 
 

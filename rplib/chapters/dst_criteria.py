@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data as rdata, dst as rdst, models
-from ..claims import paired
+from ..claims import mean_over_cases, paired
 from ..config import ModelConfig, OptimConfig, RunConfig, SparsityConfig
 from ..dst import DSTConfig
 from ..plotting import color, errorbar_plot, figure_legend, heatmap, linestyle, mean_ci, mean_ci_table
@@ -237,11 +237,9 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
     out = {}
     for claim in CLAIM_IDS:
         wide = long[long.claim == claim].pivot(index="seed", columns=["growth", "density"], values="effect")
-        if wide.isna().any(axis=None):
-            seeds = wide.index[wide.isna().any(axis=1)].tolist()
-            raise ValueError(f"{claim}: seed(s) {seeds} lack (growth, density) settings that other seeds have; "
-                             "the per-seed mean needs every setting for every seed")
-        out[claim] = wide.mean(axis=1).rename(claim)
+        missing = (f"{claim}: seed(s) {{seeds}} lack (growth, density) settings that other seeds have; "
+                   "the per-seed mean needs every setting for every seed")
+        out[claim] = mean_over_cases(wide, missing).rename(claim)
     return out
 
 

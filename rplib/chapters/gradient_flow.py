@@ -10,6 +10,7 @@ from scipy import stats
 from torch import nn
 
 from .. import data as rdata, models
+from ..claims import mean_over_cases
 from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import EvalConfig
 from ..sparsity import DATA_SCHEMES, SCHEMES
@@ -146,17 +147,14 @@ def kendall_taus(frame: pd.DataFrame, p: Params, norm: str = "grad flow at init"
         if not g.index.equals(acc.index):
             raise ValueError(f"kendall_taus: {name}: seeds differ between {norm!r} and test accuracy")
         out[name] = pd.Series([_tau(g.loc[s].to_numpy(), acc.loc[s].to_numpy()) for s in g.index], index=g.index)
-    table = pd.DataFrame(out)
-    if table.isna().any().any():
-        missing = table[table.isna().any(axis=1)].index.tolist()
-        raise ValueError(f"kendall_taus: seeds {missing} are not run for every network {list(p.models)}")
-    return table.rename_axis("seed")
+    return pd.DataFrame(out).rename_axis("seed")
 
 
 def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
     """``{CLAIM: per-seed effect}``: per seed, Kendall tau between the sparse schemes' gradient norm at
     initialisation and their final test accuracy, averaged over ``p.models`` (index = seed)."""
-    return {CLAIM: kendall_taus(frame, p).mean(axis=1).rename(CLAIM)}
+    missing = f"kendall_taus: seeds {{seeds}} are not run for every network {list(p.models)}"
+    return {CLAIM: mean_over_cases(kendall_taus(frame, p), missing).rename(CLAIM)}
 
 
 # --------------------------------------------------------------------------- tables
@@ -228,10 +226,7 @@ def plot_init_vs_accuracy(frame: pd.DataFrame, p: Params):
     small point, the mean over seeds with 95% CI in both directions as a large one; one legend."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import color, figure_legend
-
-    def half(v: pd.Series) -> float:
-        return float(stats.t.ppf(0.975, len(v) - 1) * v.std() / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    from ..plotting import ci95_halfwidth as half, color, figure_legend
 
     cols = len(p.models)
     fig, axes = plt.subplots(1, cols, figsize=(min(9.0, 4.5 * cols), 3.8), squeeze=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data as rdata, models
-from ..claims import paired
+from ..claims import mean_over_cases, paired
 from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import ATTACKS, OOD_SCORES, EvalConfig
 from ..sparsity import SCHEMES
@@ -198,11 +198,8 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
     for claim, metric in CLAIM_METRICS.items():
         per_model = {name: paired(frame[frame.model == name], "sparsity", p.reliability_sparsity, 0.0, metric)
                      for name in p.models}
-        table = pd.DataFrame(per_model)
-        if table.isna().any().any():
-            missing = table[table.isna().any(axis=1)].index.tolist()
-            raise ValueError(f"claim_effects: seeds {missing} are not run for every model {list(p.models)}")
-        out[claim] = table.mean(axis=1).rename_axis("seed").rename(claim)
+        out[claim] = mean_over_cases(pd.DataFrame(per_model), "claim_effects: seeds {seeds} are not run for every "
+                                     f"model {list(p.models)}").rename(claim)
     return out
 
 
@@ -241,12 +238,9 @@ def summary_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
 
 
 def _dense_band(ax, values: pd.Series) -> None:
-    from scipy import stats
+    from ..plotting import ci95_halfwidth, color
 
-    from ..plotting import color
-
-    mean = values.mean()
-    half = (stats.t.ppf(0.975, len(values) - 1) * values.std() / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    mean, half = values.mean(), ci95_halfwidth(values)
     ax.axhspan(mean - half, mean + half, color=color("dense"), alpha=0.12, linewidth=0)
     ax.axhline(mean, color=color("dense"), linestyle="--", linewidth=1.2, label="dense")
 

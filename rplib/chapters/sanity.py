@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import models
+from ..claims import mean_interval, mean_over_cases
 from ..config import ModelConfig, OptimConfig, RunConfig
 from ..sparsity import layerwise_densities
 from ._common import data_config, input_spec
@@ -245,10 +246,8 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
         if c.empty:
             continue
         table = c.pivot(index="seed", columns=["network", "density", "case"], values="effect")
-        if table.isna().to_numpy().any():
-            gaps = table.columns[table.isna().any()].tolist()
-            raise ValueError(f"claim_effects: the cases of {claim!r} cover different seeds; incomplete: {gaps[:3]}")
-        out[claim] = table.mean(axis=1).rename(claim)
+        out[claim] = mean_over_cases(table, f"claim_effects: seeds {{seeds}} lack cases of {claim!r} that other "
+                                            "seeds have").rename(claim)
     return out
 
 
@@ -302,18 +301,6 @@ def _panels(p: Params, height: float, width: float = 4.4, share: bool = False
     return fig, dict(zip(keys, axes.flat))
 
 
-def _mean_ci(values: pd.Series) -> tuple[float, float, float]:
-    """Mean and 95% t-interval (the mean itself for fewer than two values or no spread)."""
-    from scipy import stats
-
-    x = values.to_numpy(dtype=float)
-    mean = float(x.mean())
-    if x.size < 2 or np.all(x == x[0]):
-        return mean, mean, mean
-    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
-    return mean, float(ci.low), float(ci.high)
-
-
 def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
     """Test accuracy of every method under every variant (mean and 95% CI over seeds), one panel per network
     and density; lines (bands: 95% CI) are the dense network, random and hybrid tickets."""
@@ -332,7 +319,7 @@ def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
         for r in ("dense", "smart_ratio", "hybrid"):
             ref = here[(here.method == r) & (here.density == (1.0 if r == "dense" else d))].acc
             if len(ref):
-                mean, low, high = _mean_ci(ref)
+                mean, low, high = mean_interval(ref)
                 ax.axhline(mean, color=color(r), linestyle=linestyle(r), linewidth=1.2, label=NAMES[r])
                 if high > low:
                     ax.axhspan(low, high, color=color(r), alpha=0.12, linewidth=0)
@@ -358,7 +345,7 @@ def plot_effects(cases: pd.DataFrame, p: Params) -> plt.Figure:
         for m in pd.unique(here.method):
             rows = here[here.method == m]
             for case, g in rows.groupby("case", sort=False):
-                mean, low, high = _mean_ci(g.effect)
+                mean, low, high = mean_interval(g.effect)
                 y = order.index(case)
                 ax.errorbar([mean], [y], xerr=[[mean - low], [high - mean]] if high > low else None, marker="o",
                             linestyle="none", color=color(m), label=NAMES[m])

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from .. import models, sparsity
-from ..claims import paired
+from ..claims import mean_interval, paired
 from ..config import RunConfig
 from ._common import data_config, input_spec, scaled_cifar_recipe
 from ._params import ChapterParams
@@ -231,7 +231,6 @@ def plot_accuracy(frame: pd.DataFrame, p: Params):
     Right: each scheme's paired difference to the baseline. The sparsity axis is logit-scaled."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
-    from scipy import stats
 
     from ..plotting import color, errorbar_plot, figure_legend
 
@@ -240,9 +239,9 @@ def plot_accuracy(frame: pd.DataFrame, p: Params):
     dense = frame.loc[frame["scheme"] == "dense", "accuracy"]
     if len(dense):
         axes[0].axhline(dense.mean(), color=color("dense"), linewidth=1.0, label="dense")
-        if len(dense) > 1 and dense.nunique() > 1:
-            ci = stats.ttest_1samp(dense.to_numpy(dtype=float), 0.0).confidence_interval(0.95)
-            axes[0].axhspan(ci.low, ci.high, color="0.5", alpha=0.2, linewidth=0)
+        _, low, high = mean_interval(dense)
+        if high > low:
+            axes[0].axhspan(low, high, color="0.5", alpha=0.2, linewidth=0)
     order = [s for s in p.schemes if (sparse["scheme"] == s).any()]
     errorbar_plot(sparse.set_index("scheme").loc[order].reset_index(), x="sparsity", y="accuracy", hue="scheme",
                   ax=axes[0], err="ci95")
