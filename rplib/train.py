@@ -249,20 +249,37 @@ class _Trainer:
         return correct / n, loss_sum / n
 
     def train_dense_copy(self, model: nn.Module, mask: Mask | None, epochs: int, rewind_epoch: int,
-                         salt: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-        """Train a copy of ``model`` (with ``mask`` if given) for ``epochs``; return it and its state at ``rewind_epoch``."""
+                         salt: int, ranks: rdist.Ranks = rdist.SINGLE) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        """Train a copy of ``model`` (with ``mask`` if given) for ``epochs``; return it and its state at ``rewind_epoch``.
+
+        With several ``ranks`` the copy trains data-parallel like the run itself (each rank its shard of
+        every global batch), so its weights, and the mask drawn from them, are the same on every rank.
+        """
         net = copy.deepcopy(model)
         opt = self.optimizer(net)
         handle = mask.attach(net, opt) if mask is not None else None
+        parallel = _data_parallel(net, ranks, self.device)
         rewind = copy.deepcopy(net.state_dict())
         step = 0
         for e in range(epochs):
             if e == rewind_epoch:
                 rewind = copy.deepcopy(net.state_dict())
-            _, _, step = self.epoch(net, opt, e, step, None, self.train_batches(2, salt, e))
+            batches = ranks.shard(self.train_batches(2, salt, e))
+            _, _, step = self.epoch(parallel, opt, e, step, None, batches, ranks)
         if handle is not None:
             handle.remove()
         return net, rewind
+
+
+def _data_parallel(model: nn.Module, ranks: rdist.Ranks, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel when this process is one of several ranks, else ``model``.
+
+    DDP broadcasts rank 0's weights and buffers now and (BatchNorm running statistics) at every forward;
+    batch statistics stay per rank (no SyncBatchNorm), as with the per-GPU batches of the papers' code.
+    """
+    if not ranks.distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 def _pruning_batches(cfg: RunConfig, bundle: rdata.DataBundle) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -282,8 +299,12 @@ def _pruning_batches(cfg: RunConfig, bundle: rdata.DataBundle) -> list[tuple[tor
     return out
 
 
-def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle) -> tuple[Mask | None, nn.Module]:
-    """The mask of ``cfg.sparsity`` on ``model`` (which holds the initial weights); returns (mask, model to train)."""
+def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle,
+               ranks: rdist.Ranks = rdist.SINGLE) -> tuple[Mask | None, nn.Module]:
+    """The mask of ``cfg.sparsity`` on ``model`` (which holds the initial weights); returns (mask, model to train).
+
+    Lottery and hybrid tickets pre-train data-parallel over ``ranks``; the other methods need no training.
+    """
     sp = cfg.sparsity
     if not sp.sparse:
         return None, model
@@ -303,7 +324,7 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     elif sp.method == "lottery":
         mask = None
         for r in range(1, sp.lottery_rounds + 1):  # round r trains from the rewind point with the previous mask
-            trained, rewind = trainer.train_dense_copy(model, mask, cfg.optim.epochs, sp.rewind_epoch, salt=r)
+            trained, rewind = trainer.train_dense_copy(model, mask, cfg.optim.epochs, sp.rewind_epoch, r, ranks)
             if r == 1:
                 model.load_state_dict(rewind)
             scores = magnitude_scores(trained)
@@ -311,7 +332,7 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
                 scores = {k: s * mask.masks[k] for k, s in scores.items()}
             mask = mask_from_scores(scores, sp.density ** (r / sp.lottery_rounds))
     else:  # hybrid: scheme budgets per layer, magnitude inside each layer
-        trained, rewind = trainer.train_dense_copy(model, None, cfg.optim.epochs, sp.rewind_epoch, salt=0)
+        trained, rewind = trainer.train_dense_copy(model, None, cfg.optim.epochs, sp.rewind_epoch, 0, ranks)
         if sp.scheme in ("snip", "grasp", "synflow"):
             opts.setdefault("data", _pruning_batches(cfg, bundle))
         dens = layerwise_densities(model, sp.density, sp.scheme, **opts, **grasp)
@@ -351,7 +372,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
 
     ckpt = _load_checkpoint(rd, device)
     if ckpt is None:
-        mask, model = _make_mask(cfg, model, trainer, bundle)
+        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
     else:
         mask = Mask(ckpt["mask"]).to(device) if ckpt["mask"] is not None else None
     opt = trainer.optimizer(model)
@@ -382,10 +403,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
     elif flow_batch is not None:
         history.append({"epoch": 0, "grad_flow": revaluate.grad_flow(model, mask, *flow_batch)})
 
-    # DDP broadcasts rank 0's weights and buffers now and (BatchNorm running statistics) at every forward;
-    # batch statistics stay per rank (no SyncBatchNorm), as with the per-GPU batches of the papers' code.
-    net = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-           if ranks.distributed else model)
+    net = _data_parallel(model, ranks, device)
     bar = tqdm(range(start, o.epochs), desc=f"run {rd.hash}", disable=not progress, leave=False)
     for epoch in bar:
         te = time.perf_counter()

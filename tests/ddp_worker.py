@@ -2,7 +2,8 @@
 
 Runs :func:`rplib.train.run` on the config in ``argv[1]`` (JSON) with the run store ``argv[2]``, and
 records into ``argv[3]/rank<R>.pt`` what this rank saw: its mask when attached and after every DST
-update, the files it wrote, and the result's metrics. Optional flags:
+update, the number of examples it trained on in each epoch, the files it wrote, and the result's
+metrics. Optional flags:
 
 * ``--skew-seed``: ranks other than 0 draw their random mask from a different seed (as data-parallel
   code that seeds each rank differently would), so only sharing rank 0's mask keeps them identical;
@@ -49,6 +50,21 @@ def main(argv: list[str]) -> None:
         return record
 
     DynamicSparsity.update = recording_update
+
+    seen["examples"] = []  # examples this rank trained on, per epoch (pre-training epochs included)
+    epoch = train._Trainer.epoch
+
+    def counting_epoch(self, model, opt, e, step, dyn, batches, ranks=distributed.SINGLE):
+        seen["examples"].append(0)
+
+        def counted():
+            for x, y in batches:
+                seen["examples"][-1] += len(y)
+                yield x, y
+
+        return epoch(self, model, opt, e, step, dyn, counted(), ranks)
+
+    train._Trainer.epoch = counting_epoch
 
     atomic = store._atomic
 
