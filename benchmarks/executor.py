@@ -4,7 +4,10 @@ A fixed grid of small MNIST-1D runs (cnn1d, dense and random-sparse, several see
 into fresh temporary run stores three times: serially with one intra-op thread per run (the
 default, ``RPLIB_THREADS=1``), serially with two, and with ``local`` (``--workers`` processes, one
 thread each). Prints the wall times (process start-up of the pool included) and the ratios; on 2
-free cores the pool should be at least 1.6x faster than either serial form.
+free cores the pool should be at least 1.6x faster than either serial form. It also prints the
+ceiling the machine sets: ``workers`` times a run's mean wall time alone over its mean wall time
+beside the other workers' runs (cores that share caches, memory bandwidth or a physical core slow
+each other down).
 
     python benchmarks/executor.py [--runs 16] [--epochs 30] [--samples 4000] [--workers 2]
 """
@@ -55,7 +58,13 @@ def main() -> None:
     labels = list(times)
     for label in labels[:2]:
         print(f"  speed-up {label} / local: {times[label] / times[labels[2]]:5.2f} x")
-    same = sum(a.metrics["test_accuracy"] == b.metrics["test_accuracy"] for a, b in zip(results[labels[0]],
+    # the ceiling set by the machine: a run's own wall time alone vs beside the other workers' runs
+    alone, beside = (sum(r.metrics["wall_time"] for r in results[label]) / len(configs)
+                     for label in (labels[0], labels[2]))
+    print(f"  one run takes {alone:.2f} s alone and {beside:.2f} s beside the other workers' runs: "
+          f"at most {args.workers * alone / beside:.2f} x from {args.workers} workers on this machine")
+    same = sum(a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
+               for a, b in zip(results[labels[0]],
                                                                                          results[labels[2]]))
     print(f"  identical test accuracy, serial (1 thread) vs local: {same} of {len(configs)} runs")
 

@@ -7,6 +7,11 @@
 # $RPLIB_SLURM_STATE (default /tmp/rplib-slurm), waits until `sinfo` shows the node idle
 # and writes the daemons' process ids to $RPLIB_SLURM_STATE/pids for scripts/slurm-down.sh.
 # Does nothing when the node already answers idle. Needs root.
+#
+# The daemons listen on every interface (Slurm 22.05 cannot restrict that): to keep them off the
+# network, start them and their clients in a loopback-only namespace, as .ci/run does:
+#   scripts/slurm-up.sh --install                                  # the packages (needs the network)
+#   scripts/isolated.sh bash -c 'scripts/slurm-up.sh && make test'
 set -euo pipefail
 
 STATE=${RPLIB_SLURM_STATE:-/tmp/rplib-slurm}
@@ -37,6 +42,9 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! co
    || ! command -v munged >/dev/null || ! command -v slurmd >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge slurmdbd mariadb-server >/dev/null
+fi
+if [[ ${1:-} == --install ]]; then
+  exit 0
 fi
 
 if [[ -f $STATE/pids ]]; then

@@ -6,7 +6,9 @@ reach it, except under CI (``CI`` set), where that is a failure.
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -153,6 +155,39 @@ def _slurm_up() -> bool:
         return False
     out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
     return out.returncode == 0 and any(s.strip() in ("idle", "mix", "alloc") for s in out.stdout.split())
+
+
+_LISTENER = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))  # every interface, as the Slurm daemons do
+s.listen()
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10).close()  # reachable inside
+print(s.getsockname()[1], flush=True)
+while True:
+    s.accept()
+"""
+
+
+def test_servers_in_the_isolated_namespace_cannot_be_reached_from_outside():
+    """scripts/isolated.sh, where .ci/run starts Slurm: a server listening on every interface inside
+    accepts a connection inside and refuses one from outside (this process, same port)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("scripts/isolated.sh needs root (a network namespace)")
+        pytest.skip("scripts/isolated.sh needs root (a network namespace)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = ROOT / "scripts" / "isolated.sh"
+    inside = subprocess.Popen([script, sys.executable, "-c", _LISTENER, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert inside.stdout.readline().strip() == str(port)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    finally:
+        inside.kill()
+        inside.wait()
 
 
 @pytest.fixture(scope="module")
