@@ -1,42 +1,37 @@
-"""Seconds per training epoch per (model, dataset), measured by the published build: ``rplib plan``'s table.
+"""Seconds per epoch per (model, dataset) of a cpu-profile run store: ``rplib plan``'s fallback table.
 
-The executed cpu-profile chapters in ``book/`` carry papermill's wall time for every cell. For each
-chapter, the time of its training cell (the one calling ``run_grid``; evaluation included) is divided
-by the epochs of its grid (``rplib.plan.run_epochs``); the times and epochs of the chapters that
-train a (model, dataset) pair are pooled. Valid when that build trained every run from an empty run
-store. Prints the lines of ``rplib.plan.SECONDS_PER_EPOCH``.
+Reads the finished runs of every chapter's cpu-profile grid in the run store and pools them per
+(model, dataset) as ``rplib.plan.seconds_per_epoch`` does (a run's wall time over its epochs).
+Valid after ``make book`` trained every run from an empty store; prints the lines of
+``rplib.plan.SECONDS_PER_EPOCH`` and how many runs each rests on.
 
-    python benchmarks/epoch_times.py
+    python benchmarks/epoch_times.py [--runs runs]
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import argparse
+from collections import Counter
 from pathlib import Path
 
-import nbformat
-
 from rplib import book, chapters
-from rplib.plan import run_epochs
+from rplib.plan import seconds_per_epoch
+from rplib.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    seconds: dict[tuple[str, str], float] = defaultdict(float)
-    epochs: dict[tuple[str, str], int] = defaultdict(int)
-    for name, overrides in book.plan(book.PUBLISHED, root=ROOT).items():
-        configs = chapters.grid(name, overrides)
-        path = ROOT / "book" / f"{name}.ipynb"
-        if not configs or not path.is_file():
-            continue
-        nb = nbformat.read(path, as_version=4)
-        wall = sum(c.metadata.papermill.duration for c in nb.cells if c.cell_type == "code" and "run_grid(" in c.source)
-        for key in {(c.model.name, c.data.name) for c in configs}:
-            seconds[key] += wall
-            epochs[key] += sum(run_epochs(c) for c in configs)
-    for key in sorted(seconds):
-        print(f'    ("{key[0]}", "{key[1]}"): {seconds[key] / epochs[key]:.3f},')
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="the run store (default: runs/)")
+    args = ap.parse_args()
+    configs = {c.hash: c for name, overrides in book.plan("cpu", root=ROOT).items() if name in chapters.CHAPTERS
+               for c in chapters.grid(name, overrides)}
+    finished = [c for c in configs.values() if RunDir(args.runs, c.hash).finished()]
+    print(f"{len(finished)} of {len(configs)} cpu-profile runs finished in {args.runs}")
+    counts = Counter((c.model.name, c.data.name) for c in finished)
+    for key, value in sorted(seconds_per_epoch(finished, args.runs).items()):
+        print(f'    ("{key[0]}", "{key[1]}"): {value:.3f},  # {counts[key]} runs')
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ chapter: the number of distinct runs of its grid (:mod:`rplib.chapters`), their 
 finished in the run store (``<runs>/<hash>/metrics.json``) and the estimated hours of the unfinished
 ones.
 
-Seconds per epoch come, per (model, dataset), from the mean per-epoch ``time`` in the ``history.json``
-of finished runs in the store when there are any, else from :data:`SECONDS_PER_EPOCH`.
+Seconds per epoch come, per (model, dataset), from the finished runs in the store when there are
+any (their whole wall time: data, mask, pre-training, training and evaluation, over their epochs),
+else from :data:`SECONDS_PER_EPOCH`. The hours are a sum over runs: the hours of one worker, to be
+divided by the number of workers (processes, GPUs, array tasks) that run them at once.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ from .store import RunDir
 __all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan",
            "sizes_markdown"]
 
-# Seconds per epoch on CPU (training and evaluation), measured by the published cpu-profile build of
-# the book (commit 771145a: every run trained from an empty store on 2 CPU cores, 19m47s in all):
-# each chapter's training-cell wall time over the epochs of its grid, pooled per (model, dataset);
-# ``python benchmarks/epoch_times.py`` recomputes them from book/. Smoke runs (1000 MNIST-1D
-# examples instead of 4000) take less. The paper profile's GPU models have no entry: their estimate
-# needs finished runs in the store.
+# Seconds per epoch on CPU, as :func:`seconds_per_epoch` measures them, from the cpu-profile build of
+# the book (every run trained from an empty store by `make book`: 2 local workers, 1 thread each, on
+# 2 CPU cores); ``python benchmarks/epoch_times.py`` recomputes them from a run store. Smoke runs
+# (1000 MNIST-1D examples instead of 4000) take less. The paper profile's GPU models have no entry:
+# their estimate needs finished runs in the store.
 SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {
     ("cnn1d", "mnist1d"): 0.186,
     ("convnet", "digits"): 0.073,
@@ -58,14 +59,21 @@ def run_epochs(cfg: RunConfig) -> int:
 
 
 def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], float]:
-    """Mean per-epoch ``time`` of the finished runs in ``runs``, per (model, dataset), over ``configs``."""
-    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    """Wall seconds per epoch of the finished runs in ``runs``, per (model, dataset), over ``configs``.
+
+    Each run's ``wall_time`` (its whole run: data, mask, pre-training, training, evaluation) counts
+    for its :func:`run_epochs`; a pair's value is its runs' total seconds over their total epochs.
+    """
+    seconds: dict[tuple[str, str], float] = defaultdict(float)
+    epochs: dict[tuple[str, str], int] = defaultdict(int)
     for cfg in configs:
         rd = RunDir(runs, cfg.hash)
-        if rd.finished() and rd.history.is_file():
-            history = json.loads(rd.history.read_text())
-            times[cfg.model.name, cfg.data.name] += [float(h["time"]) for h in history if "time" in h]
-    return {key: sum(v) / len(v) for key, v in times.items() if v}
+        if rd.finished():
+            wall = json.loads(rd.metrics.read_text()).get("wall_time")
+            if wall is not None:
+                seconds[cfg.model.name, cfg.data.name] += float(wall)
+                epochs[cfg.model.name, cfg.data.name] += run_epochs(cfg)
+    return {key: seconds[key] / epochs[key] for key in seconds if epochs[key]}
 
 
 def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".",

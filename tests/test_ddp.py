@@ -57,7 +57,8 @@ def _free_port() -> int:
 
 def _torchrun(cfg: RunConfig, root: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
     out.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # Gloo on loopback: its default, the address of the host name, may be another interface
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     cmd = [*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            str(WORKER), json.dumps(cfg.to_dict()), str(root), str(out), *flags]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
