@@ -36,8 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision import datasets
-from torchvision.datasets.folder import default_loader
 
 from .fields import check_fields
 
@@ -125,6 +123,8 @@ class _Images(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from torchvision.datasets.folder import default_loader
+
         path, label = self.samples[i]
         return self.transform(default_loader(path)), label
 
@@ -302,27 +302,35 @@ class _CifarFilesPresent:
             self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
 
 
-class _CIFAR10(_CifarFilesPresent, datasets.CIFAR10):
-    pass
+@functools.cache
+def _dataset_class(name: str) -> type:
+    """torchvision's class for ``cifar10``, ``cifar100`` or ``svhn``, checking only that its files exist.
 
+    torchvision verifies MD5 sums when it downloads; a later load only needs the expected files.
+    It is imported here, on first use, because importing it takes seconds (every worker of an
+    executor pays that) and most runs never read these sets.
+    """
+    from torchvision import datasets
 
-class _CIFAR100(_CifarFilesPresent, datasets.CIFAR100):
-    pass
+    if name == "svhn":
+        class SVHN(datasets.SVHN):
+            def _check_integrity(self) -> bool:
+                return Path(self.root, self.filename).is_file()
 
+        return SVHN
 
-class _SVHN(datasets.SVHN):
-    """torchvision verifies MD5 sums when it downloads; a later load only needs the split's file."""
+    class CIFAR(_CifarFilesPresent, datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100):
+        pass
 
-    def _check_integrity(self) -> bool:
-        return Path(self.root, self.filename).is_file()
+    return CIFAR
 
 
 def _expected_files(name: str, root: str, split: str) -> tuple[Path, list[Path]]:
     """The folder ``name`` is read from (``root/svhn`` for SVHN) and the files needed there."""
     if name == "svhn":
         folder = Path(root) / "svhn"
-        return folder, [folder / _SVHN.split_list[split][1]]
-    cls = _CIFAR10 if name == "cifar10" else _CIFAR100
+        return folder, [folder / _dataset_class(name).split_list[split][1]]
+    cls = _dataset_class(name)
     return Path(root) / cls.base_folder, _cifar_files(cls, root)
 
 
@@ -343,9 +351,9 @@ def _torchvision_arrays(name: str, root: str, download: bool, split: str) -> tup
     """uint8 images (N, 3, 32, 32) and int64 labels of one split of a torchvision set."""
     folder, missing = _missing_files(name, root, download, split)
     if name == "svhn":
-        ds = _SVHN(str(folder), split=split, download=bool(missing))
+        ds = _dataset_class(name)(str(folder), split=split, download=bool(missing))
         return ds.data, ds.labels.astype(np.int64)
-    ds = (_CIFAR10 if name == "cifar10" else _CIFAR100)(root, train=split == "train", download=bool(missing))
+    ds = _dataset_class(name)(root, train=split == "train", download=bool(missing))
     return ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets, dtype=np.int64)
 
 
@@ -422,7 +430,9 @@ def _load_imagenet(cfg: DataConfig, device: torch.device) -> DataBundle:
         raise ValueError(f"imagenet expects ImageFolder trees (one sub-folder per class) at {folders['train']} "
                          f"and {folders['test']}; not found: {', '.join(missing)}")
     try:
-        train, test = datasets.ImageFolder(str(folders["train"])), datasets.ImageFolder(str(folders["test"]))
+        from torchvision.datasets import ImageFolder
+
+        train, test = ImageFolder(str(folders["train"])), ImageFolder(str(folders["test"]))
     except FileNotFoundError as e:
         raise ValueError(f"imagenet: {e}") from None
     if train.classes != test.classes:

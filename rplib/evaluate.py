@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import Tensor, nn
 
 from . import data
@@ -138,6 +137,8 @@ def ood_metrics(score_in: Tensor, score_out: Tensor) -> dict[str, float]:
     fraction of OoD examples scored at or above the highest threshold that accepts at least 95% of
     the in-distribution examples.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve  # a slow import, used here only
+
     s_in, s_out = _scores_array(score_in, "score_in"), _scores_array(score_out, "score_out")
     labels = np.concatenate([np.ones(s_in.size), np.zeros(s_out.size)])
     scores = np.concatenate([s_in, s_out])
