@@ -160,4 +160,6 @@ def test_cpu_grid_pairs_every_variant_with_its_reference_for_every_seed(cpu: san
 
 def test_cpu_profile_fits_its_budget(tmp_path: Path):
     (row,) = plan("cpu", [NAME], ROOT, tmp_path)
-    assert row.hours is not None and row.hours <= 0.05, row
+    # the chapter's share of `make book` (<= 20 min on 2 cores): at most 3 minutes of training on 2 workers,
+    # estimated from the published build's seconds per epoch (plan's hours are one worker's)
+    assert row.hours is not None and row.hours / 2 <= 3 / 60, row
