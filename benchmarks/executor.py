@@ -64,8 +64,7 @@ def main() -> None:
     print(f"  one run takes {alone:.2f} s alone and {beside:.2f} s beside the other workers' runs: "
           f"at most {args.workers * alone / beside:.2f} x from {args.workers} workers on this machine")
     same = sum(a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
-               for a, b in zip(results[labels[0]],
-                                                                                         results[labels[2]]))
+               for a, b in zip(results[labels[0]], results[labels[2]]))
     print(f"  identical test accuracy, serial (1 thread) vs local: {same} of {len(configs)} runs")
 
 if __name__ == "__main__":

@@ -248,8 +248,8 @@ class _Trainer:
             n += len(y)
         return correct / n, loss_sum / n
 
-    def train_dense_copy(self, model: nn.Module, mask: Mask | None, epochs: int, rewind_epoch: int,
-                         salt: int, ranks: rdist.Ranks = rdist.SINGLE) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    def train_dense_copy(self, model: nn.Module, mask: Mask | None, epochs: int, rewind_epoch: int, salt: int,
+                         ranks: rdist.Ranks = rdist.SINGLE) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """Train a copy of ``model`` (with ``mask`` if given) for ``epochs``; return it and its state at ``rewind_epoch``.
 
         With several ``ranks`` the copy trains data-parallel like the run itself (each rank its shard of
