@@ -7,7 +7,7 @@ thread each). Prints the wall times (process start-up of the pool included) and 
 free cores the pool should be at least 1.6x faster than either serial form. It also prints the
 ceiling the machine sets: ``workers`` times a run's mean wall time alone over its mean wall time
 beside the other workers' runs (cores that share caches, memory bandwidth or a physical core slow
-each other down).
+each other down), and the pool's time beyond its runs' own (start-up, an uneven end).
 
     python benchmarks/executor.py [--runs 16] [--epochs 30] [--samples 4000] [--workers 2]
 """
@@ -67,6 +67,9 @@ def main() -> None:
                      for label in (labels[0], labels[2]))
     print(f"  one run takes {alone:.2f} s alone and {beside:.2f} s beside the other workers' runs: "
           f"at most {args.workers * alone / beside:.2f} x from {args.workers} workers on this machine")
+    overhead = times[labels[2]] - beside * len(configs) / args.workers
+    print(f"  the pool's time beyond its runs' own ({len(configs)} x {beside:.2f} s over {args.workers} workers): "
+          f"{overhead:.1f} s (start-up, the last runs ending unevenly)")
     same = sum(a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
                for a, b in zip(results[labels[0]], results[labels[2]]))
     print(f"  identical test accuracy, serial (1 thread) vs local: {same} of {len(configs)} runs")

@@ -6,7 +6,9 @@
 2. aggregate images/s of 1, 2 and 4 concurrent training processes sharing the GPU;
 3. a 2-epoch data-parallel run through ``torchrun --nproc-per-node 1`` (NCCL) and ``rplib train``, on
    CIFAR-10 files with random images written in the real on-disk format (the GPU machines have no
-   internet, so nothing can be downloaded).
+   internet, so nothing can be downloaded);
+4. the paper profile's GPU-hours per chapter, from timed training steps of each of its networks
+   (``rplib plan --profile paper --measure``; with ``--tiny``, the smoke profile's).
 
     python benchmarks/gpu_check.py                       # needs a CUDA GPU; exits with a message if none
     python benchmarks/gpu_check.py --device cpu --tiny   # the same logic, a few steps on the CPU
@@ -95,6 +97,17 @@ def ddp_run(device: torch.device, tiny: bool, tmp: Path) -> tuple[dict, float]:
     return json.loads(proc.stdout[proc.stdout.index("{"):]), wall
 
 
+def paper_plan(tiny: bool, tmp: Path) -> str:
+    """``rplib plan --measure`` of the paper profile (smoke, a step each, when ``tiny``) against an empty store."""
+    profile, steps = ("smoke", 1) if tiny else ("paper", 20)
+    cmd = [sys.executable, "-m", "rplib.cli", "plan", "--profile", profile, "--measure", str(steps),
+           "--root", str(tmp / "empty"), "--book-root", str(REPO)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    if proc.returncode:
+        raise RuntimeError(f"rplib plan failed with exit status {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -131,12 +144,15 @@ def main() -> int:
         for count, r in rates.items():
             print(f"   {count} process{'es' if count > 1 else '':<2}{'':31} {sum(r):>15.0f} {sum(r) / count:>10.0f}")
         metrics, wall = ddp_run(device, args.tiny, Path(tmp))
+        planned = paper_plan(args.tiny, Path(tmp))
     print("\n3. torchrun --nproc-per-node 1 (" + ("nccl" if device.type == "cuda" else "gloo") + "), rplib train, "
           "ResNet-20 ERK density 0.1, 2 epochs")
     print(f"   process group {metrics['process_group']}, world size {metrics['world_size']}, {metrics['steps']} steps, "
           f"training + evaluation "
           f"{metrics['wall_time']:.1f} s (process wall {wall:.1f} s), test accuracy {metrics['test_accuracy']:.4f} "
           f"(random labels: about 0.1), device {metrics['device']}")
+    print(f"\n4. rplib plan --profile {'smoke' if args.tiny else 'paper'} --measure (one worker's hours, empty store)")
+    print("   " + planned.rstrip().replace("\n", "\n   "))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -109,9 +109,15 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .plan import format_plan, plan
+    from .plan import EpochTimer, format_plan, plan
 
-    print(format_plan(plan(args.profile, args.only, args.book_root, args.root), args.profile))
+    if args.measure is not None and args.measure < 1:
+        raise ValueError(f"--measure takes a number of steps >= 1, got {args.measure}")
+    timer = EpochTimer(args.measure, progress=True) if args.measure else None
+    print(format_plan(plan(args.profile, args.only, args.book_root, args.root, timer), args.profile))
+    if timer is not None:
+        print(f"epoch times of {len(timer.seconds)} configuration(s) without a finished run timed here "
+              f"over {args.measure} training steps each")
     return 0
 
 
@@ -156,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--only", nargs="+", metavar="CHAPTER", help="only these chapters (e.g. 02_scaling)")
     pl.add_argument("--root", default=None, help="run store (default: each chapter's runs parameter, ./runs)")
     pl.add_argument("--book-root", default=".", help="repository root holding _toc.yml and notebooks/ (default: .)")
+    pl.add_argument("--measure", type=int, nargs="?", const=20, metavar="STEPS",
+                    help="time STEPS (default 20) training steps of each network here, on random inputs shaped as "
+                         "its data, for the runs whose (model, dataset) has no finished run in the store")
     pl.set_defaults(func=_plan)
     return p
 

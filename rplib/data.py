@@ -46,7 +46,11 @@ __all__ = [
     "SPLITS",
     "DataConfig",
     "DataBundle",
+    "IMAGE_SETS",
+    "input_spec",
     "load",
+    "split_sizes",
+    "synthetic",
     "corrupt",
     "load_ood",
 ]
@@ -63,7 +67,13 @@ OOD_SETS: dict[str, tuple[str, ...]] = {
 CORRUPTIONS: tuple[str, ...] = ("none", "random_labels", "random_pixels", "half")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-_TORCHVISION_SETS = ("cifar10", "cifar100", "svhn")
+# (input shape, classes, training examples, test examples) of the sets read from files
+IMAGE_SETS: dict[str, tuple[tuple[int, ...], int, int, int]] = {
+    "cifar10": ((3, 32, 32), 10, 50_000, 10_000),
+    "cifar100": ((3, 32, 32), 100, 50_000, 10_000),
+    "svhn": ((3, 32, 32), 10, 73_257, 26_032),
+}
+_TORCHVISION_SETS = tuple(IMAGE_SETS)
 _CROP_PADDING = 4
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -421,6 +431,48 @@ def load(cfg: DataConfig, device: str | torch.device = "cpu") -> DataBundle:
         name=cfg.name, in_shape=tuple(train[0].shape[1:]), num_classes=num_classes, device=device,
         mean=mean, std=std, bounds=bounds, **split,
         _crop_padding=_CROP_PADDING if augment else 0, _flip=augment and cfg.name != "svhn")
+
+
+def input_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int]:
+    """``(in_shape, num_classes)`` of a dataset: CIFAR/SVHN by their fixed shapes, the others by loading them."""
+    if cfg.name in IMAGE_SETS:
+        return IMAGE_SETS[cfg.name][:2]
+    bundle = load(cfg)
+    return tuple(bundle.in_shape), bundle.num_classes
+
+
+def split_sizes(cfg: DataConfig) -> dict[str, int]:
+    """Examples per split of ``cfg`` as :func:`load` would give them; CIFAR and SVHN without their files."""
+    if cfg.name not in IMAGE_SETS:
+        bundle = load(cfg)
+        return {s: bundle.num_examples(s) for s in SPLITS}
+    _, _, n_train, n_test = IMAGE_SETS[cfg.name]
+    n_val = len(_val_indices(n_train, cfg)[1])
+    return {"train": n_train - n_val, "val": n_val, "test": n_test}
+
+
+def synthetic(cfg: DataConfig, n: int, device: str | torch.device = "cpu", seed: int = 0) -> DataBundle:
+    """A bundle shaped and augmented like ``load(cfg)`` with ``n`` standard-normal examples per split
+    (none in ``val`` when ``cfg`` has no validation split): for timing the training of CIFAR- and
+    SVHN-sized runs on a machine without their files. Other sets are loaded once (offline, or their
+    local files) for their shapes and sizes."""
+    device = torch.device(device)
+    sizes = split_sizes(cfg)
+    in_shape, num_classes = input_spec(cfg)
+    g = torch.Generator().manual_seed(seed)
+
+    def split(name: str) -> tuple[Tensor, Tensor] | None:
+        if not sizes[name]:
+            return None
+        return (torch.randn(n, *in_shape, generator=g).to(device),
+                torch.randint(0, num_classes, (n,), generator=g).to(device))
+
+    augment = cfg.augment and cfg.name in _TORCHVISION_SETS
+    ones = torch.ones(1, in_shape[0], *[1] * (len(in_shape) - 1), device=device)
+    return DataBundle(name=cfg.name, in_shape=tuple(in_shape), num_classes=num_classes, device=device,
+                      mean=0 * ones, std=ones, bounds=None, train=split("train"), val=split("val"),
+                      test=split("test"), _crop_padding=_CROP_PADDING if augment else 0,
+                      _flip=augment and cfg.name != "svhn")
 
 
 def _load_imagenet(cfg: DataConfig, device: torch.device) -> DataBundle:

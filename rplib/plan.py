@@ -7,25 +7,32 @@ finished in the run store (``<runs>/<hash>/metrics.json``) and the estimated hou
 ones.
 
 Seconds per epoch come, per (model, dataset), from the finished runs in the store when there are
-any (their whole wall time: data, mask, pre-training, training and evaluation, over their epochs),
-else from :data:`SECONDS_PER_EPOCH`. The hours are a sum over runs: the hours of one worker, to be
-divided by the number of workers (processes, GPUs, array tasks) that run them at once.
+any (their whole wall time: data, mask, pre-training, training and evaluation, over their epochs);
+else, with ``--measure``, from timing a few training steps of each distinct network, dataset,
+batch size and device on this machine (:func:`rplib.train.time_epoch`: the GPU-hours of the paper
+profile on a GPU node, before any dataset is downloaded); else from :data:`SECONDS_PER_EPOCH`. The
+hours are a sum over runs: the hours of one worker, to be divided by the number of workers
+(processes, GPUs, array tasks) that run them at once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from . import book, chapters
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
+from .data import DataConfig, input_spec, split_sizes
 from .store import RunDir
 
-__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "run_epochs", "seconds_per_epoch", "plan", "format_plan",
-           "sizes_markdown"]
+__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTimer", "run_epochs", "seconds_per_epoch", "forward_macs",
+           "run_cost", "longest_first", "plan", "format_plan", "sizes_markdown"]
 
 # Seconds per epoch on CPU, as :func:`seconds_per_epoch` measures them, from the cpu-profile build of
 # the book (every run trained from an empty store by `make book`: 2 local workers, 1 thread each, on
@@ -76,14 +83,73 @@ def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[st
     return {key: seconds[key] / epochs[key] for key in seconds if epochs[key]}
 
 
+@functools.lru_cache(maxsize=None)
+def forward_macs(model: ModelConfig, data: DataConfig) -> int:
+    """Dense multiply-accumulates of one example's forward pass (:func:`rplib.train.count_flops`), with
+    the network built on the meta device: no memory, no arithmetic, no data files."""
+    from .models import build
+    from .train import count_flops
+
+    in_shape, num_classes = input_spec(data)
+    with torch.device("meta"):
+        net = build(model.name, num_classes, in_shape=in_shape, **model.options())
+    return count_flops(net, in_shape, None, torch.device("meta"))["flops_dense"]
+
+
+def run_cost(cfg: RunConfig) -> int:
+    """A run's compute in forward multiply-accumulates: :func:`run_epochs` x training examples x
+    :func:`forward_macs`. Comparable across networks, widths and depths on one device, unlike the
+    epoch times of the table, which are per (model, dataset)."""
+    return run_epochs(cfg) * split_sizes(cfg.data)["train"] * forward_macs(cfg.model, cfg.data)
+
+
+def longest_first(configs: Sequence[RunConfig]) -> list[RunConfig]:
+    """``configs`` by decreasing :func:`run_cost`, ties in their given order.
+
+    A pool of workers that takes runs in this order schedules longest-processing-time first, whose
+    end comes within 4/3 of the shortest possible (Graham 1969); in the given order the largest
+    networks of a scaling grid, or a chapter's lottery tickets (several dense trainings each), may
+    start last and train alone while the other workers idle.
+    """
+    return sorted(configs, key=lambda c: -run_cost(c))
+
+
+class EpochTimer:
+    """Seconds per epoch of configs timed on this machine (:func:`rplib.train.time_epoch`), once per
+    distinct network, data, batch size, device and sparse-or-dense."""
+
+    def __init__(self, steps: int = 20, progress: bool = False):
+        self.steps, self.progress = steps, progress
+        self.seconds: dict[tuple, float] = {}
+
+    @staticmethod
+    def key(cfg: RunConfig) -> tuple:
+        return cfg.model, cfg.data, cfg.optim.batch_size, cfg.device, cfg.sparsity.sparse
+
+    def measure(self, configs: Iterable[RunConfig]) -> None:
+        """Time every config whose key has no time yet (a progress bar over them when ``progress``)."""
+        from tqdm import tqdm
+
+        from .train import time_epoch
+
+        new = {self.key(c): c for c in configs if self.key(c) not in self.seconds}
+        for key, cfg in tqdm(new.items(), desc="timing epochs", disable=not self.progress):
+            self.seconds[key] = time_epoch(cfg, self.steps)
+
+    def __call__(self, cfg: RunConfig) -> float:
+        return self.seconds[self.key(cfg)]
+
+
 def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".",
-         runs: Path | str | None = None) -> list[ChapterPlan]:
+         runs: Path | str | None = None, timer: EpochTimer | None = None) -> list[ChapterPlan]:
     """The plan of every chapter (or ``only`` these) under ``profile``.
 
     ``runs`` is the run store; by default each chapter's own ``runs`` parameter, relative to
-    ``notebooks/`` as when the notebook executes. A chapter without a module in
-    :mod:`rplib.chapters` gets an empty row whose estimate is unknown. Raises ``ValueError`` for an
-    unknown profile, chapter or parameter (see :func:`rplib.book.plan`).
+    ``notebooks/`` as when the notebook executes. With a ``timer``, unfinished runs whose (model,
+    dataset) has no finished run in the store are estimated from epochs it times here instead of
+    :data:`SECONDS_PER_EPOCH`. A chapter without a module in :mod:`rplib.chapters` gets an empty row
+    whose estimate is unknown. Raises ``ValueError`` for an unknown profile, chapter or parameter
+    (see :func:`rplib.book.plan`).
     """
     root = Path(root)
     out = []
@@ -94,11 +160,18 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
         params = chapters.params(name, overrides)
         configs = chapters.grid(name, overrides)
         store = Path(runs) if runs is not None else root / "notebooks" / getattr(params, "runs", "../runs")
-        measured = SECONDS_PER_EPOCH | seconds_per_epoch(configs, store)
+        stored = seconds_per_epoch(configs, store)
         todo = [c for c in configs if not RunDir(store, c.hash).finished()]
-        keys = {(c.model.name, c.data.name) for c in todo}
-        unknown = tuple(sorted(f"{m}/{d}" for m, d in keys if (m, d) not in measured))
-        seconds = sum(run_epochs(c) * measured.get((c.model.name, c.data.name), 0.0) for c in todo)
+        if timer is not None:
+            timer.measure(c for c in todo if (c.model.name, c.data.name) not in stored)
+        table = SECONDS_PER_EPOCH | stored
+
+        def epoch_seconds(c: RunConfig) -> float | None:
+            pair = c.model.name, c.data.name
+            return stored[pair] if pair in stored else timer(c) if timer is not None else table.get(pair)
+
+        unknown = tuple(sorted({f"{c.model.name}/{c.data.name}" for c in todo if epoch_seconds(c) is None}))
+        seconds = sum(run_epochs(c) * (epoch_seconds(c) or 0.0) for c in todo)
         out.append(ChapterPlan(name, len(configs), sum(run_epochs(c) for c in configs), len(configs) - len(todo),
                                None if unknown else seconds / 3600, unknown))
     return out
@@ -121,8 +194,8 @@ def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
     lines.insert(-1, "-" * len(lines[0]))
     missing = sorted({u for p in plans for u in p.unknown})
     if missing:
-        lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run's history.json in the "
-                     "store or from rplib.plan.SECONDS_PER_EPOCH)")
+        lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run in the store, from "
+                     "timing a few steps here with --measure, or from rplib.plan.SECONDS_PER_EPOCH)")
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, def
 if TYPE_CHECKING:
     from .executors import Executor
 
-__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops", "run_threads"]
+__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops", "run_threads", "time_epoch"]
 
 _REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
 _CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step")
@@ -269,6 +269,45 @@ class _Trainer:
         if handle is not None:
             handle.remove()
         return net, rewind
+
+
+def time_epoch(cfg: RunConfig, steps: int = 20, warmup: int = 3) -> float:
+    """Seconds of one epoch of ``cfg`` on this machine, from ``steps`` timed steps of its training loop.
+
+    The config's network, batch size, device and thread count (``RPLIB_THREADS``) run
+    :meth:`_Trainer.epoch` on :func:`rplib.data.synthetic` inputs of the dataset's shape and
+    augmentation (no data files needed), with a random mask of the config's density when it is
+    sparse; ``warmup`` untimed steps come first. The time per step is scaled to the training split's
+    steps per epoch, and the validation pass is timed on the synthetic split and scaled to the real one.
+    Not counted: loading the data, drawing the mask (a lottery ticket's dense trainings count as
+    epochs, see :func:`rplib.plan.run_epochs`), DST updates and the final evaluation.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"time_epoch needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    device = resolve_device(cfg.device)
+    sizes = rdata.split_sizes(cfg.data)
+    bs = cfg.optim.batch_size
+    bundle = rdata.synthetic(cfg.data, max(bs * (steps + warmup), 1000), device)
+    with _intra_op_threads(run_threads()), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options()).to(device)
+        if device.type == "cuda" and len(bundle.in_shape) == 3:
+            model.to(memory_format=torch.channels_last)
+        trainer = _Trainer(cfg, bundle, device)
+        opt = trainer.optimizer(model)
+        if cfg.sparsity.sparse:
+            dens = layerwise_densities(model, cfg.sparsity.density, "uniform")
+            random_mask(model, dens, seed=cfg.seed).to(device).attach(model, opt)
+        batches = iter(trainer.train_batches(0))
+        trainer.epoch(model, opt, 0, 0, None, (next(batches) for _ in range(warmup)))
+        t0 = time.perf_counter()
+        trainer.epoch(model, opt, 0, 0, None, (next(batches) for _ in range(steps)))
+        seconds = (time.perf_counter() - t0) / steps * max(1, sizes["train"] // bs)
+        if sizes["val"]:
+            t0 = time.perf_counter()
+            trainer.accuracy(model, "val")
+            seconds += (time.perf_counter() - t0) * sizes["val"] / bundle.num_examples("val")
+    return seconds
 
 
 def _data_parallel(model: nn.Module, ranks: rdist.Ranks, device: torch.device) -> nn.Module:

@@ -402,3 +402,20 @@ def test_ood_bad_names(mnist1d):
         load_ood("svhn", mnist1d, cfg)
     with pytest.raises(ValueError, match="n must be"):
         load_ood("gaussian", mnist1d, cfg, n=0)
+
+
+def test_synthetic_bundles_match_the_real_sets_shapes_sizes_and_augmentation(tmp_path: Path):
+    write_cifar10(tmp_path, per_batch=20, n_test=30)
+    real = load(DataConfig(name="cifar10", root=str(tmp_path)))
+    fake = data.synthetic(DataConfig(name="cifar10", root=str(tmp_path / "absent")), n=40)
+    assert (fake.in_shape, fake.num_classes, fake._crop_padding, fake._flip) == \
+        (real.in_shape, real.num_classes, real._crop_padding, real._flip)
+    assert [fake.num_examples(s) for s in data.SPLITS] == [40, 0, 40]
+    svhn = data.synthetic(DataConfig(name="svhn", root="absent", val_fraction=0.1), n=8)
+    assert (svhn._flip, svhn._crop_padding, svhn.num_examples("val")) == (False, 4, 8)  # SVHN is not flipped
+    assert data.split_sizes(DataConfig(name="svhn", root="absent", val_fraction=0.1)) == \
+        {"train": 65_931, "val": 7_326, "test": 26_032}
+    digits = DataConfig(name="digits", val_fraction=0.2)
+    assert data.split_sizes(digits) == {s: load(digits).num_examples(s) for s in data.SPLITS}
+    assert data.synthetic(digits, n=5).in_shape == load(digits).in_shape
+    assert not (tmp_path / "absent").exists()

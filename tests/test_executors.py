@@ -20,7 +20,7 @@ import yaml
 from rplib import train
 from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig
-from rplib.executors import GridError, from_settings
+from rplib.executors import Executor, GridError, from_settings
 from rplib.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +137,38 @@ def test_local_pool_equals_serial_reruns_only_unfinished_and_names_failures(tmp_
     assert_same_as_serial(results[:-1], serial)
     assert results[-1].path == results[1].path
     assert {c.hash: RunDir(root, c.hash).metrics.stat().st_mtime_ns for c in GRID} == mtimes
+
+
+def test_local_workers_get_the_callers_environment_of_now(monkeypatch):
+    """The fork server starts once per process and keeps its environment; pool workers still see the caller's."""
+    import concurrent.futures as cf
+
+    from rplib.executors import _init_local_worker, _pool_context
+
+    ctx = _pool_context()
+    for value in ("first", "second"):
+        monkeypatch.setenv("RPLIB_TEST_MARK", value)
+        slots = ctx.Queue()
+        slots.put("")
+        with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_local_worker,
+                                    initargs=(slots, dict(os.environ))) as pool:
+            assert pool.submit(os.getenv, "RPLIB_TEST_MARK").result() == value
+
+
+def test_unfinished_runs_are_submitted_longest_first(tmp_path):
+    """A lottery ticket (a dense training, then the ticket's) is handed to the executor before the one-training runs."""
+    lottery = tiny(**{"sparsity.method": "lottery", "sparsity.density": 0.2})
+    submitted: list[RunConfig] = []
+
+    class Record(Executor):
+        def execute(self, configs, root, done, progress):
+            submitted.extend(configs)
+            for cfg in configs:
+                done(cfg, RuntimeError("not run"))
+
+    with pytest.raises(GridError):
+        train.run_grid([*GRID, lottery], root=tmp_path, executor=Record())
+    assert submitted == [lottery, *GRID]
 
 
 def test_default_is_serial_and_auto_is_local_for_more_than_one_unfinished_run():

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
-from rplib import chapters, cli
-from rplib.plan import ChapterPlan, format_plan, plan, run_epochs, seconds_per_epoch
-from rplib.train import run
+from rplib import book, chapters, cli, train
+from rplib.config import ModelConfig, OptimConfig, RunConfig
+from rplib.data import DataConfig, split_sizes
+from rplib.plan import (ChapterPlan, EpochTimer, format_plan, forward_macs, longest_first, plan, run_cost, run_epochs,
+                        seconds_per_epoch)
+from rplib.train import run, time_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +50,55 @@ def test_finished_count_and_estimate_follow_the_store(tmp_path: Path):
     assert after.hours == pytest.approx(left)  # the store's epoch time replaces the table's
 
 
+def test_longest_first_orders_by_compute_and_keeps_ties_in_order():
+    grid = [cfg for _, cfg in chapters.sanity.labelled_grid(chapters.sanity.Params(lottery_rounds=2))]
+    ordered = longest_first(grid)
+    assert sorted(c.hash for c in ordered) == sorted(c.hash for c in grid)
+    epochs = [run_epochs(c) for c in ordered]  # one network: lottery (9 epochs), hybrid (6), the rest (3)
+    assert epochs == sorted(epochs, reverse=True) and epochs[0] > epochs[-1]
+    for n in set(epochs):  # equal costs keep the grid's order
+        assert [c for c in ordered if run_epochs(c) == n] == [c for c in grid if run_epochs(c) == n]
+    cifar = RunConfig(data=DataConfig(name="cifar10", root="absent"), model=ModelConfig(name="resnet", depth=20))
+    deep, wide = cifar.with_(**{"model.depth": 110}), cifar.with_(**{"model.width": 2.0})
+    assert longest_first([cifar, wide, deep]) == [deep, wide, cifar]  # 253M, 4 x 41M and 41M MACs per image
+    assert run_cost(deep) == run_epochs(deep) * 50_000 * forward_macs(deep.model, deep.data)
+    assert forward_macs(deep.model, deep.data) == 253_149_824
+
+
+def test_time_epoch_scales_timed_steps_to_the_real_splits_without_data_files(tmp_path: Path, monkeypatch):
+    cfg = RunConfig(data=DataConfig(name="cifar10", root=str(tmp_path / "absent"), val_fraction=0.1),
+                    model=ModelConfig(name="resnet20", width=0.25), device="cpu",
+                    optim=OptimConfig(epochs=160, batch_size=128)).with_(**{"sparsity.method": "random",
+                                                                             "sparsity.density": 0.1})
+    assert split_sizes(cfg.data) == {"train": 45_000, "val": 5_000, "test": 10_000}
+    assert 0 < time_epoch(cfg, steps=1, warmup=1) < float("inf")
+    assert not (tmp_path / "absent").exists()
+    clock = iter(range(100))  # each timed stretch lasts one tick of this clock
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    # 45000 // 128 = 351 steps per epoch at 1/2 tick per step, and 5000 validation examples timed on
+    # max(128 * (2 + 1), 1000) = 1000 synthetic ones
+    assert time_epoch(cfg, steps=2, warmup=1) == 351 / 2 + 5_000 / 1_000
+
+
+def test_measure_times_the_pairs_without_finished_runs(tmp_path: Path):
+    (table,) = plan("cpu", ["07_gradient_flow"], ROOT, tmp_path)
+    timer = EpochTimer(steps=1)
+    (timed,) = plan("cpu", ["07_gradient_flow"], ROOT, tmp_path, timer)
+    configs = chapters.grid("07_gradient_flow", book.plan("cpu", ["07_gradient_flow"], ROOT)["07_gradient_flow"])
+    assert len(timer.seconds) == len({EpochTimer.key(c) for c in configs}) > 1
+    assert timed.hours == pytest.approx(sum(run_epochs(c) * timer(c) for c in configs) / 3600)
+    assert timed.hours != table.hours and (timed.runs, timed.epochs) == (table.runs, table.epochs)
+
+
+def test_measure_on_a_machine_without_the_runs_device_fails_clearly(tmp_path: Path):
+    if torch.cuda.is_available():
+        (row,) = plan("paper", ["07_gradient_flow"], ROOT, tmp_path, EpochTimer(steps=1))
+        assert row.hours is not None and not row.unknown
+    else:
+        with pytest.raises(ValueError, match="device 'cuda' asked for but no CUDA GPU is available"):
+            plan("paper", ["07_gradient_flow"], ROOT, tmp_path, EpochTimer(steps=1))
+
+
 def test_paper_models_without_an_epoch_time_have_no_estimate(tmp_path: Path):
     (row,) = plan("paper", ["02_scaling"], ROOT, tmp_path)
     assert row.hours is None and "resnet/cifar10" in row.unknown and row.runs > 0
@@ -59,6 +113,11 @@ def test_cli_prints_a_table_and_rejects_bad_input(tmp_path: Path, capsys):
     assert "unknown profile 'gpu'; valid profiles: smoke, cpu, paper" in capsys.readouterr().err
     assert cli.main(["plan", "--profile", "cpu", "--only", "2_scaling", "--book-root", str(ROOT)]) == 2
     assert "unknown chapter(s) ['2_scaling']" in capsys.readouterr().err
+    assert cli.main(["plan", "--profile", "smoke", "--measure", "0", "--book-root", str(ROOT)]) == 2
+    assert "--measure takes a number of steps >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(["plan", "--profile", "smoke", "--only", "07_gradient_flow", "--measure", "1", "--root",
+                     str(tmp_path), "--book-root", str(ROOT)]) == 0
+    assert "timed here over 1 training steps each" in capsys.readouterr().out
 
 
 def test_chapter_without_a_grid_module_is_listed_as_unknown(tmp_path: Path):

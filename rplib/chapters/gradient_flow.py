@@ -14,7 +14,8 @@ from ..claims import mean_over_cases
 from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import EvalConfig
 from ..sparsity import DATA_SCHEMES, SCHEMES
-from ._common import data_config, input_spec, scaled_cifar_recipe
+from ..data import input_spec
+from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 __all__ = ["Params", "CLAIM", "masks", "networks", "grid", "collect", "per_seed", "kendall_taus", "claim_effects",

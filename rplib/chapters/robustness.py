@@ -13,7 +13,8 @@ from ..claims import mean_over_cases, paired
 from ..config import ModelConfig, RunConfig, SparsityConfig
 from ..evaluate import ATTACKS, OOD_SCORES, EvalConfig
 from ..sparsity import SCHEMES
-from ._common import data_config, input_spec, scaled_cifar_recipe
+from ..data import input_spec
+from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 __all__ = ["Params", "IMAGE_SETS", "DEFAULT_EPSILONS", "LOWER_IS_BETTER", "CLAIM_METRICS", "Frames", "check_networks",

@@ -14,7 +14,8 @@ from .. import models
 from ..claims import mean_interval, mean_over_cases
 from ..config import ModelConfig, OptimConfig, RunConfig
 from ..sparsity import layerwise_densities
-from ._common import data_config, input_spec
+from ..data import input_spec
+from ._common import data_config
 from ._params import ChapterParams
 
 if TYPE_CHECKING:  # matplotlib is imported by the functions that draw, so that planning a grid does not load it

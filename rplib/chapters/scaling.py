@@ -21,7 +21,8 @@ import pandas as pd
 from .. import models, sparsity
 from ..claims import paired
 from ..config import RunConfig
-from ._common import data_config, input_spec, scaled_cifar_recipe
+from ..data import input_spec
+from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 if TYPE_CHECKING:

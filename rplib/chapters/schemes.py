@@ -13,7 +13,8 @@ import torch
 from .. import models, sparsity
 from ..claims import mean_interval, paired
 from ..config import RunConfig
-from ._common import data_config, input_spec, scaled_cifar_recipe
+from ..data import input_spec
+from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 __all__ = ["Params", "SALIENCY", "ALL_SCHEMES", "DEPTH_MODELS", "CLAIM_TREATMENT", "CLAIM_REFERENCE", "Network",
