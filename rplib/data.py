@@ -352,8 +352,8 @@ def _missing_files(name: str, root: str, download: bool, split: str) -> tuple[Pa
     folder, files = _expected_files(name, root, split)
     missing = [f.name for f in files if not f.is_file()]
     if missing and not download:
-        raise ValueError(f"{name} files not found in {folder} (missing: {', '.join(missing)}); pass "
-                         f"download=True (DataConfig(download=True); rplib train --set data.download=true) to fetch them")
+        raise ValueError(f"{name} files not found in {folder} (missing: {', '.join(missing)}); pass download=True "
+                         "(DataConfig(download=True); rplib train --set data.download=true) to fetch them")
     return folder, missing
 
 
