@@ -170,11 +170,10 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
         todo = [c for c in configs if not RunDir(store, c.hash).finished()]
         if timer is not None:
             timer.measure(c for c in todo if (c.model.name, c.data.name) not in stored)
-        table = SECONDS_PER_EPOCH | stored
 
         def epoch_seconds(c: RunConfig) -> float | None:
             pair = c.model.name, c.data.name
-            return stored[pair] if pair in stored else timer(c) if timer is not None else table.get(pair)
+            return stored[pair] if pair in stored else timer(c) if timer is not None else SECONDS_PER_EPOCH.get(pair)
 
         unknown = tuple(sorted({f"{c.model.name}/{c.data.name}" for c in todo if epoch_seconds(c) is None}))
         seconds = sum(run_epochs(c) * (epoch_seconds(c) or 0.0) for c in todo)
