@@ -32,6 +32,7 @@ import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,6 @@ IMAGE_SETS: dict[str, tuple[tuple[int, ...], int, int, int]] = {
     "cifar100": ((3, 32, 32), 100, 50_000, 10_000),
     "svhn": ((3, 32, 32), 10, 73_257, 26_032),
 }
-_TORCHVISION_SETS = tuple(IMAGE_SETS)
 _CROP_PADDING = 4
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -426,29 +426,36 @@ def load(cfg: DataConfig, device: str | torch.device = "cpu") -> DataBundle:
     x_test, y_test = tensors(x_te, y_te)
     split = {s: (_normalise(d[0], mean, std), d[1]) if d is not None else None
              for s, d in (("train", train), ("val", val), ("test", (x_test, y_test)))}
-    augment = cfg.augment and cfg.name in _TORCHVISION_SETS
-    return DataBundle(
-        name=cfg.name, in_shape=tuple(train[0].shape[1:]), num_classes=num_classes, device=device,
-        mean=mean, std=std, bounds=bounds, **split,
-        _crop_padding=_CROP_PADDING if augment else 0, _flip=augment and cfg.name != "svhn")
+    return DataBundle(name=cfg.name, in_shape=tuple(train[0].shape[1:]), num_classes=num_classes, device=device,
+                      mean=mean, std=std, bounds=bounds, **split, **_augmentation(cfg))
+
+
+def _augmentation(cfg: DataConfig) -> dict[str, Any]:
+    """The bundle's training augmentation: crop (padding 4) and flip for CIFAR, crop only for SVHN."""
+    on = cfg.augment and cfg.name in IMAGE_SETS
+    return {"_crop_padding": _CROP_PADDING if on else 0, "_flip": on and cfg.name != "svhn"}
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(cfg: DataConfig) -> tuple[tuple[int, ...], int, dict[str, int]]:
+    """``(in_shape, num_classes, examples per split)``: CIFAR/SVHN from :data:`IMAGE_SETS`, the others
+    by loading them (once per config)."""
+    if cfg.name in IMAGE_SETS:
+        in_shape, num_classes, n_train, n_test = IMAGE_SETS[cfg.name]
+        n_val = len(_val_indices(n_train, cfg)[1])
+        return in_shape, num_classes, {"train": n_train - n_val, "val": n_val, "test": n_test}
+    bundle = load(cfg)
+    return tuple(bundle.in_shape), bundle.num_classes, {s: bundle.num_examples(s) for s in SPLITS}
 
 
 def input_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int]:
     """``(in_shape, num_classes)`` of a dataset: CIFAR/SVHN by their fixed shapes, the others by loading them."""
-    if cfg.name in IMAGE_SETS:
-        return IMAGE_SETS[cfg.name][:2]
-    bundle = load(cfg)
-    return tuple(bundle.in_shape), bundle.num_classes
+    return _spec(cfg)[:2]
 
 
 def split_sizes(cfg: DataConfig) -> dict[str, int]:
     """Examples per split of ``cfg`` as :func:`load` would give them; CIFAR and SVHN without their files."""
-    if cfg.name not in IMAGE_SETS:
-        bundle = load(cfg)
-        return {s: bundle.num_examples(s) for s in SPLITS}
-    _, _, n_train, n_test = IMAGE_SETS[cfg.name]
-    n_val = len(_val_indices(n_train, cfg)[1])
-    return {"train": n_train - n_val, "val": n_val, "test": n_test}
+    return dict(_spec(cfg)[2])
 
 
 def synthetic(cfg: DataConfig, n: int, device: str | torch.device = "cpu", seed: int = 0) -> DataBundle:
@@ -457,8 +464,7 @@ def synthetic(cfg: DataConfig, n: int, device: str | torch.device = "cpu", seed:
     SVHN-sized runs on a machine without their files. Other sets are loaded once (offline, or their
     local files) for their shapes and sizes."""
     device = torch.device(device)
-    sizes = split_sizes(cfg)
-    in_shape, num_classes = input_spec(cfg)
+    in_shape, num_classes, sizes = _spec(cfg)
     g = torch.Generator().manual_seed(seed)
 
     def split(name: str) -> tuple[Tensor, Tensor] | None:
@@ -467,12 +473,10 @@ def synthetic(cfg: DataConfig, n: int, device: str | torch.device = "cpu", seed:
         return (torch.randn(n, *in_shape, generator=g).to(device),
                 torch.randint(0, num_classes, (n,), generator=g).to(device))
 
-    augment = cfg.augment and cfg.name in _TORCHVISION_SETS
     ones = torch.ones(1, in_shape[0], *[1] * (len(in_shape) - 1), device=device)
     return DataBundle(name=cfg.name, in_shape=tuple(in_shape), num_classes=num_classes, device=device,
                       mean=0 * ones, std=ones, bounds=None, train=split("train"), val=split("val"),
-                      test=split("test"), _crop_padding=_CROP_PADDING if augment else 0,
-                      _flip=augment and cfg.name != "svhn")
+                      test=split("test"), **_augmentation(cfg))
 
 
 def _load_imagenet(cfg: DataConfig, device: torch.device) -> DataBundle:

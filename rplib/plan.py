@@ -84,19 +84,13 @@ def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[st
 
 
 @functools.lru_cache(maxsize=None)
-def _data_shape(data: DataConfig) -> tuple[tuple[int, ...], int, int]:
-    """``(in_shape, num_classes, training examples)`` of ``data``, found once per data config."""
-    return *input_spec(data), split_sizes(data)["train"]
-
-
-@functools.lru_cache(maxsize=None)
 def forward_macs(model: ModelConfig, data: DataConfig) -> int:
     """Dense multiply-accumulates of one example's forward pass (:func:`rplib.train.count_flops`) on the
     CPU, without data files and without touching the global random state."""
     from .models import build
     from .train import count_flops
 
-    in_shape, num_classes, _ = _data_shape(data)
+    in_shape, num_classes = input_spec(data)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         net = build(model.name, num_classes, in_shape=in_shape, **model.options())
         return count_flops(net, in_shape, None, torch.device("cpu"))["flops_dense"]
@@ -106,7 +100,7 @@ def run_cost(cfg: RunConfig) -> int:
     """A run's compute in forward multiply-accumulates: :func:`run_epochs` x training examples x
     :func:`forward_macs`. Comparable across networks, widths and depths on one device, unlike the
     epoch times of the table, which are per (model, dataset)."""
-    return run_epochs(cfg) * _data_shape(cfg.data)[2] * forward_macs(cfg.model, cfg.data)
+    return run_epochs(cfg) * split_sizes(cfg.data)["train"] * forward_macs(cfg.model, cfg.data)
 
 
 def longest_first(configs: Sequence[RunConfig]) -> list[RunConfig]:

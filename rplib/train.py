@@ -180,9 +180,12 @@ class _Trainer:
     def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device):
         self.cfg, self.bundle, self.device = cfg, bundle, device
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-        n = bundle.num_examples("train")
-        bs = cfg.optim.batch_size
-        self.steps_per_epoch = max(1, n // bs)  # drop_last: every step sees a full batch
+        self.steps_per_epoch = self.steps(bundle.num_examples("train"), cfg.optim.batch_size)
+
+    @staticmethod
+    def steps(examples: int, batch_size: int) -> int:
+        """Optimizer steps per epoch: with drop_last every step sees a full batch."""
+        return max(1, examples // batch_size)
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -302,7 +305,7 @@ def time_epoch(cfg: RunConfig, steps: int = 20, warmup: int = 3) -> float:
         trainer.epoch(model, opt, 0, 0, None, (next(batches) for _ in range(warmup)))
         t0 = time.perf_counter()
         trainer.epoch(model, opt, 0, 0, None, (next(batches) for _ in range(steps)))
-        seconds = (time.perf_counter() - t0) / steps * max(1, sizes["train"] // bs)
+        seconds = (time.perf_counter() - t0) / steps * trainer.steps(sizes["train"], bs)
         if sizes["val"]:
             t0 = time.perf_counter()
             trainer.accuracy(model, "val")
