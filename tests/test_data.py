@@ -80,13 +80,57 @@ def test_mnist1d_shapes_standardised_and_deterministic(mnist1d):
     assert torch.equal(again.train[0], x) and torch.equal(again.test[1], y_te)
 
 
-def test_mnist1d_generation_leaves_global_rngs_alone():
+def test_mnist1d_generation_leaves_global_rngs_alone(tmp_path):
     np.random.seed(123)
     expected = np.random.rand()
     np.random.seed(123)
-    data._mnist1d_arrays.cache_clear()
-    load(DataConfig("mnist1d", num_samples=100))
+    load(DataConfig("mnist1d", num_samples=100, root=str(tmp_path)))  # an empty root: generated here
     assert np.random.rand() == expected
+
+
+def _cached_file(root):
+    (path,) = (Path(root) / "mnist1d").iterdir()
+    return path
+
+
+def test_mnist1d_is_kept_under_root_and_read_back_without_generating(tmp_path, monkeypatch):
+    cfg = DataConfig("mnist1d", num_samples=100, root=str(tmp_path))
+    generated = load(cfg)
+    path = _cached_file(tmp_path)
+    assert re.fullmatch(r"mnist1d-.+-100\.npz", path.name)
+    data._mnist1d_arrays.cache_clear()  # as in a fresh process
+
+    def no_generator(num_samples):
+        raise AssertionError("generated again although the file is there")
+
+    monkeypatch.setattr(data, "_generate_mnist1d", no_generator)
+    read = load(cfg)
+    for split in ("train", "test"):
+        assert torch.equal(getattr(read, split)[0], getattr(generated, split)[0])
+        assert torch.equal(getattr(read, split)[1], getattr(generated, split)[1])
+    with pytest.raises(AssertionError, match="generated again"):
+        load(DataConfig("mnist1d", num_samples=110, root=str(tmp_path)))  # another size is another file
+
+
+def test_a_damaged_mnist1d_file_is_generated_again_and_replaced(tmp_path):
+    cfg = DataConfig("mnist1d", num_samples=100, root=str(tmp_path))
+    expected = load(cfg)
+    path = _cached_file(tmp_path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # an interrupted copy, say
+    data._mnist1d_arrays.cache_clear()
+    again = load(cfg)
+    assert torch.equal(again.train[0], expected.train[0]) and torch.equal(again.test[1], expected.test[1])
+    assert path.read_bytes() == whole and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_mnist1d_loads_when_its_root_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    expected = load(DataConfig("mnist1d", num_samples=100, root=str(tmp_path / "writable")))
+    got = load(DataConfig("mnist1d", num_samples=100, root=str(blocker)))  # root/mnist1d cannot be made
+    assert torch.equal(got.train[0], expected.train[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "writable"]
 
 
 def test_digits(digits):
@@ -247,7 +291,7 @@ def test_val_split_sizes_disjoint_deterministic():
     assert (a.num_examples("train"), a.num_examples("val"), a.num_examples("test")) == (192, 48, 60)
     assert torch.equal(a.val[0], b.val[0]) and torch.equal(a.train[1], b.train[1])
     raw = lambda x: _raw(a, x)  # noqa: E731  (undo the normalisation, which differs between splits)
-    full = torch.tensor(data._mnist1d_arrays(N_MNIST1D)[0])
+    full = torch.tensor(data._mnist1d_arrays(N_MNIST1D, cfg.root)[0])
     both = torch.cat([raw(a.train[0]), raw(a.val[0])])
     assert torch.allclose(_keys(both), _keys(full), rtol=0, atol=1e-3)  # a partition of the training set
     assert torch.unique(_keys(both)).numel() == 240
