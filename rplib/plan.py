@@ -199,17 +199,21 @@ def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
 
 
 def sizes_markdown(root: Path | str = ".") -> str:
-    """A Markdown table of every chapter's runs and training epochs under the cpu and paper profiles.
+    """A Markdown table of every chapter's runs and training epochs under the cpu and paper profiles, and
+    the cpu profile's worker-hours from :data:`SECONDS_PER_EPOCH`.
 
-    ``book/reproduce.md`` holds it verbatim (a test keeps the two equal); estimated hours are left to
-    ``rplib plan``, which reads the epoch times of the machine's own store.
+    ``book/reproduce.md`` holds it verbatim (a test keeps the two equal). The paper profile's GPU-hours
+    are left to ``rplib plan``, which reads the epoch times of the machine's own store or times a few
+    steps (``--measure``).
     """
     rows = {p: {c.chapter: c for c in plan(p, root=root, runs=Path(root) / "_build" / "no-store")}
             for p in ("cpu", "paper")}
-    lines = ["| chapter | cpu runs | cpu epochs | paper runs | paper epochs |", "|---|---:|---:|---:|---:|"]
+    lines = ["| chapter | cpu runs | cpu epochs | cpu worker-hours | paper runs | paper epochs |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name in rows["cpu"]:
         cpu, paper = rows["cpu"][name], rows["paper"][name]
-        lines.append(f"| `{name}` | {cpu.runs} | {cpu.epochs} | {paper.runs} | {paper.epochs} |")
-    total = {p: (sum(c.runs for c in r.values()), sum(c.epochs for c in r.values())) for p, r in rows.items()}
-    lines.append(f"| total | {total['cpu'][0]} | {total['cpu'][1]} | {total['paper'][0]} | {total['paper'][1]} |")
+        lines.append(f"| `{name}` | {cpu.runs} | {cpu.epochs} | {cpu.hours:.2f} | {paper.runs} | {paper.epochs} |")
+    cpu, paper = rows["cpu"].values(), rows["paper"].values()
+    lines.append(f"| total | {sum(c.runs for c in cpu)} | {sum(c.epochs for c in cpu)} | "
+                 f"{sum(c.hours for c in cpu):.2f} | {sum(c.runs for c in paper)} | {sum(c.epochs for c in paper)} |")
     return "\n".join(lines)
