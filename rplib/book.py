@@ -238,8 +238,11 @@ _FINDINGS_HEAD = """\
 Every claim the book tests, with the verdict its chapter reached under this book's profile. The
 effect is the mean over seeds (over repeats for the timing claim) of the claim's paired effect,
 with its 95% confidence interval; {doc}`verdicts` states the rules, which were fixed before any
-chapter ran. This page is written from the executed chapters by `python -m rplib.book findings`;
-do not edit it by hand.
+chapter ran. Three rules choose a criterion or a reference on the same seeds they score; each of
+their chapters also reports a check, not declared in advance, that makes the choice on the other
+seeds, and where the rule reaches another verdict on that check's effect the verdict column says so.
+This page is written from the executed chapters by `python -m rplib.book findings`; do not edit it
+by hand.
 
 | claim | chapter | verdict | effect, mean [95% CI] | n |
 |---|---|---|---|---|
@@ -250,14 +253,15 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
     """The findings page: one row per declared claim, from the verdicts glued in ``book_dir/<chapter>.ipynb``."""
     import json
 
-    from .claims import CLAIMS, read_published
+    from .claims import CLAIMS, read_held_out, read_published
 
-    book_dir, found = Path(book_dir), {}
+    book_dir, found, held_out = Path(book_dir), {}, {}
     for name in chapters(root):
         path = book_dir / f"{name}.ipynb"
         if path.is_file():
-            for v in read_published(json.loads(path.read_text())):
-                found[v.claim] = v
+            nb = json.loads(path.read_text())
+            found |= {v.claim: v for v in read_published(nb)}
+            held_out |= read_held_out(nb)
     rows = []
     for c in CLAIMS.values():
         v = found.get(c.id)
@@ -266,7 +270,9 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
             rows.append(f"| {c.statement} | {where} | not run | | |")
             continue
         fmt = lambda x: "nan" if x != x else f"{x:.3g}"  # noqa: E731 - NaN when fewer than two effects
-        rows.append(f"| {c.statement} | {where} | **{v.verdict}** | {fmt(v.estimate)} [{fmt(v.low)}, "
+        other = held_out.get(c.id, v.verdict)
+        note = f" ({other} with the choice held out)" if other != v.verdict else ""
+        rows.append(f"| {c.statement} | {where} | **{v.verdict}**{note} | {fmt(v.estimate)} [{fmt(v.low)}, "
                     f"{fmt(v.high)}] {c.unit} | {v.n} |")
     return _FINDINGS_HEAD + "\n".join(rows) + "\n"
 

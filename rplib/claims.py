@@ -25,18 +25,20 @@ import ast
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "mean_interval", "decide", "paired",
-           "mean_over_cases", "verdict_table", "verdict_sentence", "publish", "read_published", "rule_text",
-           "rules_markdown"]
+__all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "HELD_OUT_GLUE_NAME", "mean_interval",
+           "decide", "paired", "mean_over_cases", "best_level", "median_levels", "held_out_picks", "held_out_mean",
+           "held_out_check", "held_out_summary", "publish_held_out", "read_held_out", "verdict_table",
+           "verdict_sentence", "publish", "read_published", "rule_text", "rules_markdown"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
+HELD_OUT_GLUE_NAME = "held_out_verdicts"  # the glued JSON verdicts of publish_held_out, read back there too
 
 KINDS = ("difference", "equivalence")
 VERDICTS = ("agrees", "disagrees", "inconclusive")
@@ -143,6 +145,42 @@ def paired(frame: pd.DataFrame, by: str, treatment: object, reference: object, v
     return (t - r.reindex(t.index)).sort_index().rename(f"{treatment} - {reference}")
 
 
+def best_level(means: pd.Series) -> list:
+    """The level with the highest mean (the first of ``means``' order on a tie)."""
+    return [means.idxmax()]
+
+
+def median_levels(means: pd.Series) -> list:
+    """The level at the median rank of ``means``, or the two middle ones for an even count (ties keep the order
+    of ``means``): the levels whose values the median of the level values averages."""
+    ranked = means.sort_values(kind="stable").index.tolist()
+    k = len(ranked)
+    return ranked[(k - 1) // 2: k // 2 + 1]
+
+
+def held_out_picks(table: pd.DataFrame, choose: Callable[[pd.Series], list]) -> dict:
+    """Seed -> the levels (columns of a seeds x levels ``table``) that ``choose`` picks from the mean per level
+    over the *other* seeds.
+
+    A comparison with "the best" level scored on the seeds that chose it lets their noise choose it: the
+    chosen level's lead is biased upward by the noise that made it look best, even when every level is
+    alike. Chosen on the other seeds (cross-fitting), the pick never depends on the noise of the seed it is
+    scored on, so alike levels give an expected effect of zero. With a single seed there is nothing to hold
+    out and the seed chooses for itself (one seed decides no claim anyway).
+    """
+    if table.isna().any().any():
+        raise ValueError(f"held_out_picks: the seeds x levels table has gaps at seeds "
+                         f"{table.index[table.isna().any(axis=1)].tolist()}")
+    return {seed: choose((table.drop(index=seed) if len(table) > 1 else table).mean()) for seed in table.index}
+
+
+def held_out_mean(table: pd.DataFrame, choose: Callable[[pd.Series], list]) -> pd.Series:
+    """Per seed, the mean of its own values at the levels :func:`held_out_picks` chose on the other seeds."""
+    picks = held_out_picks(table, choose)
+    return pd.Series({seed: table.loc[seed, levels].mean() for seed, levels in picks.items()},
+                     dtype=float).rename_axis("seed")
+
+
 def mean_over_cases(table: pd.DataFrame, missing: str) -> pd.Series:
     """Per-seed mean of a seeds x cases table of effects (one column per model, density, ...).
 
@@ -174,6 +212,40 @@ def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None =
     return pd.DataFrame(rows, columns=columns).set_index("claim")
 
 
+_HELD_OUT_VERDICT = "the rule's verdict on it"
+
+
+def held_out_check(declared: dict[str, pd.Series], held_out: dict[str, pd.Series],
+                   claims: dict[str, Claim] | None = None) -> pd.DataFrame:
+    """Claims whose effect chooses a level on the seeds it scores, under the declared rule and with the choice
+    held out of the scored seed (:func:`held_out_picks`): ``mean [95% CI]`` and the verdict the claim's rule
+    gives to each, for the claims in ``held_out``. Only the first verdict counts; the check shows how much of
+    an effect the choice's noise made."""
+    claims = CLAIMS if claims is None else claims
+    rows = []
+    for k in held_out:
+        a, b = decide(claims[k], declared[k]), decide(claims[k], held_out[k])
+        rows.append({"claim": k, "declared rule, mean [95% CI]": f"{_fmt(a.estimate)} [{_fmt(a.low)}, {_fmt(a.high)}]",
+                     "verdict": a.verdict,
+                     "choice held out, mean [95% CI]": f"{_fmt(b.estimate)} [{_fmt(b.low)}, {_fmt(b.high)}]",
+                     _HELD_OUT_VERDICT: b.verdict, "unit": claims[k].unit})
+    return pd.DataFrame(rows, columns=["claim", "declared rule, mean [95% CI]", "verdict",
+                                       "choice held out, mean [95% CI]", _HELD_OUT_VERDICT, "unit"]
+                        ).set_index("claim")
+
+
+def held_out_summary(table: pd.DataFrame) -> str:
+    """One Markdown sentence on a :func:`held_out_check` table: the verdicts the held-out choice would change."""
+    if table.empty:
+        return "No claim of this profile chooses a level, so there is nothing to check."
+    changed = [f"`{k}` ({r['verdict']} → {r[_HELD_OUT_VERDICT]})" for k, r in table.iterrows()
+               if r["verdict"] != r[_HELD_OUT_VERDICT]]
+    if not changed:
+        return "Held out, the choice changes no verdict: the declared verdicts do not rest on it."
+    return (f"Held out, the choice changes the verdict of {' and '.join(changed)}: the declared verdict rests "
+            "partly on the choosing, so it is to be read with this check beside it.")
+
+
 def verdict_sentence(v: Verdict, claims: dict[str, Claim] | None = None) -> str:
     """The verdict in one line of Markdown for the chapter's prose: ``**agrees** (+1.2 [0.4, 2.0] points, n = 5)``."""
     c = (CLAIMS if claims is None else claims).get(v.claim)
@@ -203,15 +275,42 @@ def publish(verdicts: Sequence[Verdict], claims: dict[str, Claim] | None = None)
     return verdict_table(verdicts, claims)
 
 
-def read_published(nb: dict) -> list[Verdict]:
-    """The verdicts an executed notebook (``nbformat`` dict) glued with :func:`publish`; ``[]`` if none."""
+def _glued(nb: dict, name: str) -> object | None:
+    """The JSON value glued under ``name`` in an executed notebook (``nbformat`` dict), or ``None``."""
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
-            if out.get("metadata", {}).get("scrapbook", {}).get("name") == GLUE_NAME:
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
                 text = next(v for k, v in out["data"].items() if k.endswith("text/plain"))
                 text = "".join(text) if isinstance(text, list) else text
-                return [Verdict(**d) for d in json.loads(ast.literal_eval(text))]
-    return []
+                return json.loads(ast.literal_eval(text))
+    return None
+
+
+def read_published(nb: dict) -> list[Verdict]:
+    """The verdicts an executed notebook (``nbformat`` dict) glued with :func:`publish`; ``[]`` if none."""
+    return [Verdict(**d) for d in _glued(nb, GLUE_NAME) or []]
+
+
+def publish_held_out(declared: dict[str, pd.Series], held_out: dict[str, pd.Series],
+                     claims: dict[str, Claim] | None = None) -> pd.DataFrame:
+    """Glue the :func:`held_out_check` of ``held_out``'s claims and return its table for display.
+
+    The sentence of :func:`held_out_summary` is glued as Markdown ``held_out_summary`` for the prose, and
+    each claim's verdict on the held-out effect as JSON under :data:`HELD_OUT_GLUE_NAME` for the findings
+    page (:func:`read_held_out`), which notes where it differs from the declared verdict.
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    table = held_out_check(declared, held_out, claims)
+    glue("held_out_summary", Markdown(held_out_summary(table)), display=False)
+    glue(HELD_OUT_GLUE_NAME, json.dumps(table[_HELD_OUT_VERDICT].to_dict()), display=False)
+    return table
+
+
+def read_held_out(nb: dict) -> dict[str, str]:
+    """Claim id -> the verdict its rule gives with the choice held out, as glued by :func:`publish_held_out`."""
+    return _glued(nb, HELD_OUT_GLUE_NAME) or {}
 
 
 def rule_text(claim: Claim) -> str:

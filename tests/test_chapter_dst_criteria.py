@@ -32,6 +32,12 @@ def _row(seed, density, criterion, accuracy, growth="random", period=5):
 ACC = {0: {0.05: (50, 48, 40, 45), 0.2: (60, 61, 55, 62)}, 1: {0.05: (47, 49, 30, 40), 0.2: (58, 58, 50, 60)}}
 EXPECTED = {"drop_criteria_alike": {0: 1.5, 1: 1.0}, "magnitude_best_low_density": {0: 2.0, 1: -2.0},
             "dst_beats_static": {0: 1.5, 1: 2.5}}
+# With the choices held out of the scored seed: seed 0 is scored on the other seed's best and median criterion.
+#   d=0.05: seed 1 ranks set 49 > mag 47 > rnd 30, so seed 0 scores set - mag = -2; seed 0 ranks mag > set > rnd,
+#   so seed 1 scores mag - set = -2.   d=0.2: seed 1 ranks mag = set (mag first) > rnd, median mag: 0; seed 0
+#   ranks set > mag > rnd: seed 1 scores set - mag = 0.   So (-2 + 0) / 2 = -1 for both seeds.
+#   magnitude's rival is set on either seed, as before.
+HELD_OUT = EXPECTED | {"drop_criteria_alike": {0: -1.0, 1: -1.0}}
 P = ch.Params(densities=[0.05, 0.2], criteria=["magnitude", "set", "random"], growths=["random"], update_period=5,
               seeds=2)
 
@@ -47,10 +53,11 @@ def _hand_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_claim_effects_are_the_hand_computed_per_seed_effects():
-    effects = ch.claim_effects(_hand_frame(), P)
+@pytest.mark.parametrize("held_out, expected_effects", [(False, EXPECTED), (True, HELD_OUT)])
+def test_claim_effects_are_the_hand_computed_per_seed_effects(held_out, expected_effects):
+    effects = ch.claim_effects(_hand_frame(), P, held_out=held_out)
     assert list(effects) == CLAIM_IDS == list(ch.CLAIM_IDS)
-    for claim, expected in EXPECTED.items():
+    for claim, expected in expected_effects.items():
         assert effects[claim].index.tolist() == [0, 1]
         assert effects[claim].to_dict() == pytest.approx(expected), claim
 
@@ -99,6 +106,21 @@ def test_a_random_frame_matches_a_loop_over_seeds():
         assert effects["drop_criteria_alike"][s] == pytest.approx(np.mean(alike))
         assert effects["magnitude_best_low_density"][s] == pytest.approx(np.mean(best))
         assert effects["dst_beats_static"][s] == pytest.approx(np.mean(static))
+    held = ch.claim_effects(pd.DataFrame(rows), p, held_out=True)
+    for s in range(p.seeds):
+        def mean_elsewhere(c, g, d):
+            return np.mean([acc[c, g, d, t] for t in range(p.seeds) if t != s])
+
+        alike, best = [], []
+        for g in p.growths:
+            for d in p.densities:
+                ranked = sorted(p.criteria, key=lambda c: mean_elsewhere(c, g, d))  # 5 criteria: one median
+                alike.append(acc[ranked[-1], g, d, s] - acc[ranked[2], g, d, s])
+            rival = max((c for c in p.criteria if c != "magnitude"), key=lambda c: mean_elsewhere(c, g, 0.05))
+            best.append(acc["magnitude", g, 0.05, s] - acc[rival, g, 0.05, s])
+        assert held["drop_criteria_alike"][s] == pytest.approx(np.mean(alike))
+        assert held["magnitude_best_low_density"][s] == pytest.approx(np.mean(best))
+        assert held["dst_beats_static"][s] == pytest.approx(effects["dst_beats_static"][s])
 
 
 def test_an_unpaired_seed_is_an_error():

@@ -100,6 +100,29 @@ def test_cases_are_paired_by_seed_and_counted_once():
     assert list(table.columns) == ["d = 0.1", "d = 0.05"] and len(table) == 2 + 4 + 1
 
 
+def test_a_held_out_reference_is_chosen_on_the_other_seeds():
+    """GraSP far ahead on seed 0 only, at d = 0.1: the declared rule compares every seed's ticket with GraSP (the
+    better mean over all seeds); held out, seed 0 is compared with SNIP (better on seeds 1 and 2) and seeds 1 and
+    2 with GraSP (better on seeds 0 and 2, or 0 and 1)."""
+    p = params()
+    frame = synthetic_frame(p)
+    lucky = (frame.method == "grasp") & (frame.variant == "original") & (frame.density == 0.1) & (frame.seed == 0)
+    frame.loc[lucky, "acc"] = 200.0
+    acc = frame[frame.variant == "original"].set_index(["method", "density", "seed"]).acc
+    net = frame.network.iloc[0]
+    declared, held = (sanity.case_effects(frame, p, held_out=h) for h in (False, True))
+    for cases, refs in ((declared, ["grasp"] * 3), (held, ["snip", "grasp", "grasp"])):
+        rows = cases[(cases.claim == "smart_ratio_matches_pruning") & (cases.density == 0.1)].sort_values("seed")
+        assert rows.reference.tolist() == refs
+        assert rows.effect.tolist() == pytest.approx([acc["smart_ratio", 0.1, s] - acc[r, 0.1, s]
+                                                      for s, r in enumerate(refs)])
+    assert sanity.best_references(declared).startswith(f"GraSP at {net}, d = 0.1; SNIP at {net}, d = 0.05")
+    assert sanity.best_references(held).startswith(f"SNIP (seed 0) / GraSP (seeds 1, 2) at {net}, d = 0.1; ")
+    for claim in ("rearrange_costs_nothing", "corrupted_data_costs_nothing"):  # they choose nothing
+        pd.testing.assert_series_equal(sanity.claim_effects(frame, p)[claim],
+                                       sanity.claim_effects(frame, p, held_out=True)[claim])
+
+
 def test_an_unpaired_seed_is_an_error():
     p = params()
     frame = synthetic_frame(p)

@@ -7,10 +7,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from rplib.claims import CLAIMS, Claim, Verdict, decide, rules_markdown, verdict_table
+from rplib.claims import (CLAIMS, Claim, Verdict, best_level, decide, held_out_check, held_out_mean,
+                         held_out_picks, held_out_summary, median_levels, rules_markdown, verdict_table)
 
 DIFF = Claim("d", "ch", "s", "p", "e", +1, "difference", 0.0, "points")
 EQUIV = Claim("q", "ch", "s", "p", "e", +1, "equivalence", 1.0, "points")
@@ -158,3 +160,82 @@ def test_published_verdicts_reach_the_findings_page(tmp_path):
     row = next(line for line in page.splitlines() if CLAIMS["erk_beats_uniform"].statement in line)
     assert "**agrees**" in row and "2 [" in row and "| 5 |" in row
     assert sum("| not run |" in line for line in page.splitlines()) == len(CLAIMS) - 1
+
+
+def test_a_held_out_check_that_reaches_another_verdict_is_noted_on_the_findings_page(tmp_path):
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from rplib import book
+
+    alike = CLAIMS["drop_criteria_alike"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import pandas as pd\n"
+        "from rplib.claims import CLAIMS, decide, publish, publish_held_out\n"
+        "declared = {'drop_criteria_alike': pd.Series([3.0, 2.5, 3.2, 2.8]),\n"
+        "            'dst_beats_static': pd.Series([1.0, 2.0, 1.5, 2.5])}\n"
+        "publish([decide(CLAIMS[k], e) for k, e in declared.items()])"), nbformat.v4.new_code_cell(
+        "publish_held_out(declared, {'drop_criteria_alike': pd.Series([0.1, -0.2, 0.0, 0.3]),\n"
+        "                            'dst_beats_static': pd.Series([1.0, 2.0, 1.5, 2.5])})")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    assert "the rule's verdict on it" in nb.cells[1].outputs[-1]["data"]["text/plain"]
+    (tmp_path / "05_dst_criteria.ipynb").write_text(json.dumps(nb))
+    page = book.findings_markdown(tmp_path, Path(__file__).parents[1])
+    row = next(line for line in page.splitlines() if alike.statement in line)
+    assert "**disagrees** (agrees with the choice held out)" in row
+    row = next(line for line in page.splitlines() if CLAIMS["dst_beats_static"].statement in line)
+    assert "**agrees** |" in row  # the same verdict either way: no note
+
+
+# --------------------------------------------------------------------------- choices held out of the scored seed
+
+
+def test_median_levels_are_the_levels_the_median_averages():
+    assert median_levels(pd.Series({"a": 3.0, "b": 1.0, "c": 2.0})) == ["c"]
+    assert median_levels(pd.Series({"a": 3.0, "b": 1.0, "c": 2.0, "d": 4.0})) == ["c", "a"]
+    assert median_levels(pd.Series({"a": 1.0, "b": 1.0, "c": 1.0})) == ["b"]  # ties keep the given order
+    assert best_level(pd.Series({"a": 1.0, "b": 2.0, "c": 2.0})) == ["b"]
+
+
+def test_a_seed_is_scored_on_the_levels_the_other_seeds_chose():
+    # seed 0's noise puts "a" far ahead; seeds 1 and 2 prefer "b"
+    table = pd.DataFrame({"a": [10.0, 0.0, 0.0], "b": [0.0, 5.0, 5.0], "c": [1.0, 1.0, 1.0]})
+    assert held_out_picks(table, best_level) == {0: ["b"], 1: ["a"], 2: ["a"]}
+    assert held_out_mean(table, best_level).tolist() == [0.0, 0.0, 0.0]  # in-sample best: 10, 5, 5
+    assert held_out_mean(table, median_levels).tolist() == [1.0, 5.0, 5.0]  # c for seed 0, b for the others
+    one = table.iloc[:1]
+    assert held_out_picks(one, best_level) == {0: ["a"]}  # one seed: nothing to hold out
+    gappy = table.copy()
+    gappy.loc[1, "a"] = np.nan
+    with pytest.raises(ValueError, match=r"gaps at seeds \[1\]"):
+        held_out_picks(gappy, best_level)
+
+
+def test_alike_levels_give_no_lead_when_chosen_on_other_seeds():
+    """Eight alike levels, six seeds, noise only: the in-sample best leads the median by about one standard
+    deviation, the held-out best by nothing (mean over 400 draws within three standard errors of zero)."""
+    rng = np.random.default_rng(1)
+    in_sample, held_out = [], []
+    for _ in range(400):
+        table = pd.DataFrame(rng.standard_normal((6, 8)), columns=list("abcdefgh"))
+        in_sample.append((table.max(axis=1) - table.median(axis=1)).mean())
+        held_out.append((held_out_mean(table, best_level) - held_out_mean(table, median_levels)).mean())
+    assert np.mean(in_sample) > 0.8
+    assert abs(np.mean(held_out)) < 3 * np.std(held_out, ddof=1) / np.sqrt(len(held_out))
+
+
+def test_held_out_check_decides_both_effects_by_the_claims_rule():
+    declared = {"q": pd.Series([2.0, 2.1, 1.9, 2.0]), "d": pd.Series([1.0, 2.0, 3.0, 2.0])}
+    held = {"q": pd.Series([0.1, -0.1, 0.0, 0.05])}
+    t = held_out_check(declared, held, {"q": EQUIV, "d": DIFF})
+    assert t.index.tolist() == ["q"]  # only the claims that were checked
+    assert t.loc["q", "verdict"] == "disagrees" and t.loc["q", "the rule's verdict on it"] == "agrees"
+    assert t.loc["q", "choice held out, mean [95% CI]"].startswith("0.0125 [")
+    assert held_out_summary(t) == ("Held out, the choice changes the verdict of `q` (disagrees → agrees): the "
+                                   "declared verdict rests partly on the choosing, so it is to be read with this "
+                                   "check beside it.")
+    same = held_out_check(declared, {"d": declared["d"]}, {"q": EQUIV, "d": DIFF})
+    assert held_out_summary(same).startswith("Held out, the choice changes no verdict")
+    assert held_out_summary(same.iloc[:0]).startswith("No claim")

@@ -183,16 +183,7 @@ def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Seque
     return frame
 
 
-def _best_pai(original: pd.DataFrame, methods: Sequence[str]) -> str:
-    """The method of ``methods`` with the higher mean accuracy over seeds (first on a tie)."""
-    means = {m: original.loc[original.method == m, "acc"].mean() for m in methods}
-    missing = [m for m, v in means.items() if np.isnan(v)]
-    if missing:
-        raise ValueError(f"no original-mask runs of {missing} to compare random tickets with")
-    return max(methods, key=lambda m: means[m])
-
-
-def case_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.DataFrame:
     """Per-case, per-seed paired differences (points) behind the chapter's claims.
 
     One row per (claim, network, density, case, seed) with the ``effect``, and the ``method`` and
@@ -200,10 +191,15 @@ def case_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     (``rearrange_costs_nothing``); each SNIP/GraSP mask scored on random labels or random pixels minus
     the mask scored on clean data (``corrupted_data_costs_nothing``); the random ticket (smart ratio)
     minus the better of SNIP and GraSP at that network and density, "better" by mean accuracy over
-    seeds (``smart_ratio_matches_pruning``). Pairs are matched by seed with :func:`rplib.claims.paired`,
-    so a seed missing on one side is an error; the cases come from ``p``, so a missing case is one too.
+    seeds (``smart_ratio_matches_pruning``; the ``reference`` column says which). Pairs are matched by
+    seed with :func:`rplib.claims.paired`, so a seed missing on one side is an error; the cases come
+    from ``p``, so a missing case is one too.
+
+    That is the declared rule. Choosing the better reference on the seeds it is scored on favours it
+    (a seed's noise can make it the better one); ``held_out=True`` is the check of that bias: each seed's
+    reference is the better one by the mean over the *other* seeds (:func:`rplib.claims.held_out_picks`).
     """
-    from ..claims import paired
+    from ..claims import best_level, held_out_picks, paired
 
     missing = [c for c in [*_LABELS, "seed", "acc"] if c not in frame.columns]
     if missing:
@@ -213,9 +209,10 @@ def case_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     checks += [("corrupted_data_costs_nothing", PRUNE_DATA[c]) for c in CORRUPTED if c in p.prune_data]
     rows = []
 
-    def add(claim: str, net: str, d: float, method: str, case: str, reference: str, effect: pd.Series) -> None:
+    def add(claim: str, net: str, d: float, method: str, case: str, reference: str | dict, effect: pd.Series) -> None:
         rows.extend({"claim": claim, "network": net, "density": d, "method": method, "case": case,
-                     "reference": reference, "seed": seed, "effect": float(v)} for seed, v in effect.items())
+                     "reference": reference if isinstance(reference, str) else reference[seed], "seed": seed,
+                     "effect": float(v)} for seed, v in effect.items())
 
     for net in model_configs(p):
         for d in p.densities:
@@ -227,20 +224,25 @@ def case_effects(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
                         paired(rows_m, "variant", variant, "original", "acc"))
             if p.random_tickets and pai:
                 original = here[here.variant == "original"]
-                best = _best_pai(original, pai)
+                gaps = {m: paired(original, "method", "smart_ratio", m, "acc") for m in pai}  # checks the pairs
+                table = pd.DataFrame({m: original[original.method == m].set_index("seed")["acc"] for m in pai})
+                picks = held_out_picks(table, best_level) if held_out else dict.fromkeys(table.index,
+                                                                                          best_level(table.mean()))
+                best = {seed: levels[0] for seed, levels in picks.items()}
                 add("smart_ratio_matches_pruning", net, d, "smart_ratio", "random ticket - best of SNIP/GraSP", best,
-                    paired(original, "method", "smart_ratio", best, "acc"))
+                    pd.Series({seed: gaps[m][seed] for seed, m in best.items()}))
     columns = ["claim", "network", "density", "method", "case", "reference", "seed", "effect"]
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values("claim", key=lambda c: c.map(CLAIM_IDS.index), kind="stable").reset_index(drop=True)
 
 
-def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
-    """Claim id -> its per-seed effect (index: seed): the mean over the claim's cases of :func:`case_effects`.
+def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dict[str, pd.Series]:
+    """Claim id -> its per-seed effect (index: seed): the mean over the claim's cases of :func:`case_effects`
+    (``held_out`` as there).
 
     Every case of a claim must cover the same seeds (each case is already paired by seed).
     """
-    cases = case_effects(frame, p)
+    cases = case_effects(frame, p, held_out)
     out = {}
     for claim in CLAIM_IDS:
         c = cases[cases.claim == claim]
@@ -281,10 +283,18 @@ def effects_table(cases: pd.DataFrame, p: Params) -> pd.DataFrame:
 
 
 def best_references(cases: pd.DataFrame) -> str:
-    """Which of SNIP and GraSP each random ticket was compared with, per network and density (Markdown)."""
-    rows = cases[cases.claim == "smart_ratio_matches_pruning"].drop_duplicates(["network", "density"])
-    return "; ".join(f"{NAMES[r.reference]} at {r.network}, {_density_label(r.density)}" for r in rows.itertuples()) \
-        or "no random tickets were trained"
+    """Which of SNIP and GraSP each random ticket was compared with, per network and density (Markdown); the
+    seeds are named where the held-out choice differs between them."""
+    rows = cases[cases.claim == "smart_ratio_matches_pruning"]
+    parts = []
+    for (net, d), here in rows.groupby(["network", "density"], sort=False):
+        by_ref = here.groupby("reference", sort=False).seed.apply(list)
+        if len(by_ref) == 1:
+            parts.append(f"{NAMES[by_ref.index[0]]} at {net}, {_density_label(d)}")
+        else:
+            parts.append(" / ".join(f"{NAMES[r]} (seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})"
+                                    for r, v in by_ref.items()) + f" at {net}, {_density_label(d)}")
+    return "; ".join(parts) or "no random tickets were trained"
 
 
 def _panels(p: Params, height: float, width: float = 4.4, share: bool = False
