@@ -32,6 +32,7 @@ import os
 import pickle
 import random
 import string
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -284,15 +285,18 @@ def _mnist1d_arrays(num_samples: int, root: str) -> tuple[np.ndarray, np.ndarray
             arrays = tuple(f[k] for k in _MNIST1D_KEYS)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
         arrays = _generate_mnist1d(num_samples)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)  # unique per writer
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users of a shared root
+            with os.fdopen(fd, "wb") as f:
                 np.savez(f, **dict(zip(_MNIST1D_KEYS, arrays)))
             os.replace(tmp, path)
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
     for a in arrays:
         a.setflags(write=False)
     return arrays
