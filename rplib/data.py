@@ -94,8 +94,9 @@ def _is_int(v: object) -> bool:
 class DataConfig:
     """Which dataset, where its files live, and how training/validation data are split and augmented.
 
-    ``num_samples`` applies to ``mnist1d`` only (train + test, the package's 80/20 split).
-    ``val_fraction`` of the training examples (chosen with ``split_seed``) form the validation split.
+    ``root`` holds the torchvision sets' files, the ImageNet folders, and the generated MNIST-1D arrays
+    (``root/mnist1d``, kept for the next process). ``num_samples`` applies to ``mnist1d`` only (train +
+    test, the package's 80/20 split). ``val_fraction`` of the training examples (chosen with ``split_seed``) form the validation split.
     ``augment`` enables the training augmentation of the image sets in :meth:`DataBundle.batches`.
     """
 
