@@ -96,7 +96,8 @@ class DataConfig:
 
     ``root`` holds the torchvision sets' files, the ImageNet folders, and the generated MNIST-1D arrays
     (``root/mnist1d``, kept for the next process). ``num_samples`` applies to ``mnist1d`` only (train +
-    test, the package's 80/20 split). ``val_fraction`` of the training examples (chosen with ``split_seed``) form the validation split.
+    test, the package's 80/20 split). ``val_fraction`` of the training examples (chosen with
+    ``split_seed``) form the validation split.
     ``augment`` enables the training augmentation of the image sets in :meth:`DataBundle.batches`.
     """
 
