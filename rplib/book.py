@@ -253,7 +253,7 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
     """The findings page: one row per declared claim, from the verdicts glued in ``book_dir/<chapter>.ipynb``."""
     import json
 
-    from .claims import CLAIMS, read_held_out, read_published
+    from .claims import CLAIMS, interval_text, read_held_out, read_published
 
     book_dir, found, held_out = Path(book_dir), {}, {}
     for name in chapters(root):
@@ -269,11 +269,9 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
         if v is None:
             rows.append(f"| {c.statement} | {where} | not run | | |")
             continue
-        fmt = lambda x: "nan" if x != x else f"{x:.3g}"  # noqa: E731 - NaN when fewer than two effects
         other = held_out.get(c.id, v.verdict)
         note = f" ({other} with the choice held out)" if other != v.verdict else ""
-        rows.append(f"| {c.statement} | {where} | **{v.verdict}**{note} | {fmt(v.estimate)} [{fmt(v.low)}, "
-                    f"{fmt(v.high)}] {c.unit} | {v.n} |")
+        rows.append(f"| {c.statement} | {where} | **{v.verdict}**{note} | {interval_text(v)} {c.unit} | {v.n} |")
     return _FINDINGS_HEAD + "\n".join(rows) + "\n"
 
 

@@ -33,9 +33,9 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["Claim", "Verdict", "CLAIMS", "KINDS", "VERDICTS", "GLUE_NAME", "HELD_OUT_GLUE_NAME", "mean_interval",
-           "decide", "paired", "mean_over_cases", "best_level", "median_levels", "held_out_picks", "held_out_mean",
-           "held_out_check", "held_out_summary", "publish_held_out", "read_held_out", "verdict_table",
-           "verdict_sentence", "publish", "read_published", "rule_text", "rules_markdown"]
+           "interval_text", "decide", "paired", "mean_over_cases", "best_level", "median_levels", "held_out_picks",
+           "held_out_mean", "held_out_check", "held_out_summary", "publish_held_out", "read_held_out",
+           "verdict_table", "verdict_sentence", "publish", "read_published", "rule_text", "rules_markdown"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
 HELD_OUT_GLUE_NAME = "held_out_verdicts"  # the glued JSON verdicts of publish_held_out, read back there too
@@ -197,6 +197,11 @@ def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.3g}"
 
 
+def interval_text(v: Verdict) -> str:
+    """``mean [low, high]`` of a verdict, 3 significant digits (``nan`` where there is no interval)."""
+    return f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]"
+
+
 def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
     """One row per verdict: the claim's statement, ``mean [low, high]`` as one string, unit, rule, n, verdict."""
     claims = CLAIMS if claims is None else claims
@@ -206,7 +211,7 @@ def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None =
         rule = ("" if c is None else f"CI excludes 0, sign {c.direction:+d}" if c.kind == "difference"
                 else f"CI inside ±{c.margin:g}")
         rows.append({"claim": v.claim, "statement": "" if c is None else c.statement,
-                     "effect, mean [95% CI]": f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]",
+                     "effect, mean [95% CI]": interval_text(v),
                      "unit": "" if c is None else c.unit, "rule": rule, "n": v.n, "verdict": v.verdict})
     columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict"]
     return pd.DataFrame(rows, columns=columns).set_index("claim")
@@ -225,10 +230,9 @@ def held_out_check(declared: dict[str, pd.Series], held_out: dict[str, pd.Series
     rows = []
     for k in held_out:
         a, b = decide(claims[k], declared[k]), decide(claims[k], held_out[k])
-        rows.append({"claim": k, "declared rule, mean [95% CI]": f"{_fmt(a.estimate)} [{_fmt(a.low)}, {_fmt(a.high)}]",
-                     "verdict": a.verdict,
-                     "choice held out, mean [95% CI]": f"{_fmt(b.estimate)} [{_fmt(b.low)}, {_fmt(b.high)}]",
-                     _HELD_OUT_VERDICT: b.verdict, "unit": claims[k].unit})
+        rows.append({"claim": k, "declared rule, mean [95% CI]": interval_text(a), "verdict": a.verdict,
+                     "choice held out, mean [95% CI]": interval_text(b), _HELD_OUT_VERDICT: b.verdict,
+                     "unit": claims[k].unit})
     return pd.DataFrame(rows, columns=["claim", "declared rule, mean [95% CI]", "verdict",
                                        "choice held out, mean [95% CI]", _HELD_OUT_VERDICT, "unit"]
                         ).set_index("claim")

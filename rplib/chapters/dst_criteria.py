@@ -220,14 +220,13 @@ def setting_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> p
     for g in p.growths:
         for d in p.densities:
             acc = _seed_table(dyn[(dyn.growth == g) & (dyn.density == d)], "criterion", list(p.criteria))
-            others = acc.drop(columns="magnitude")
             if held_out:
                 alike.append((g, d, held_out_mean(acc, best_level) - held_out_mean(acc, median_levels)))
-                rival = held_out_mean(others, best_level)
             else:
                 alike.append((g, d, acc.max(axis=1) - acc.median(axis=1)))
-                rival = others[others.mean().idxmax()]  # best other criterion, mean over seeds
             if d == p.densities[0]:
+                others = acc.drop(columns="magnitude")  # the rival: the best other criterion by its mean over seeds
+                rival = held_out_mean(others, best_level) if held_out else others[others.mean().idxmax()]
                 best.append((g, d, acc["magnitude"] - rival))
     for args in alike:
         add("drop_criteria_alike", *args)
