@@ -12,18 +12,24 @@ EXECUTOR ?= $(or $(RPLIB_EXECUTOR),auto)
 
 env: $(VENV)/.installed
 
-# The environment is installed from requirements.lock (every package pinned, with hashes);
-# pyproject.toml holds the lower bounds. `make lock` regenerates the lock from pyproject.toml.
-$(VENV)/.installed: requirements.lock pyproject.toml
+# The environment is installed from requirements.lock (every package pinned, with hashes) by uv, itself
+# pinned with hashes in requirements-installer.lock; pyproject.toml holds the lower bounds.
+# `make lock` regenerates both from pyproject.toml (preferring the versions already locked).
+$(VENV)/.installed: requirements.lock requirements-installer.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --require-hashes -r requirements.lock
-	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip install --require-hashes -r requirements-installer.lock
+	$(BIN)/uv pip install --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	touch $@
 
 lock:
 	$(PYTHON) -m venv .venv-tools
-	.venv-tools/bin/pip install uv
+	.venv-tools/bin/pip install --require-hashes -r requirements-installer.lock
+	echo "uv" | .venv-tools/bin/uv pip compile - --universal --generate-hashes --python-version 3.11 \
+		--no-header --output-file requirements-installer.lock.new
+	{ echo "# The installer make env uses (uv), pinned with hashes; regenerate with make lock."; \
+		cat requirements-installer.lock.new; } > requirements-installer.lock && rm requirements-installer.lock.new
 	.venv-tools/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
 		--constraint torch-pins.txt --output-file requirements.lock
 

@@ -86,7 +86,7 @@ def ddp_run(device: torch.device, tiny: bool, tmp: Path) -> tuple[dict, float]:
             "optim.batch_size": 64 if tiny else BATCH, "sparsity.method": "random", "sparsity.density": 0.1,
             "sparsity.scheme": "erk", "device": device.type}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--standalone",
-           "-m", "rplib.cli", "train", "--quiet", "--json", "--root", str(tmp / "runs")]
+           "-m", "rplib", "train", "--quiet", "--json", "--root", str(tmp / "runs")]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     t = time.perf_counter()
@@ -100,7 +100,7 @@ def ddp_run(device: torch.device, tiny: bool, tmp: Path) -> tuple[dict, float]:
 def paper_plan(tiny: bool, tmp: Path) -> str:
     """``rplib plan --measure`` of the paper profile (smoke, a step each, when ``tiny``) against an empty store."""
     profile, steps = ("smoke", 1) if tiny else ("paper", 20)
-    cmd = [sys.executable, "-m", "rplib.cli", "plan", "--profile", profile, "--measure", str(steps),
+    cmd = [sys.executable, "-m", "rplib", "plan", "--profile", profile, "--measure", str(steps),
            "--root", str(tmp / "empty"), "--book-root", str(REPO)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     if proc.returncode:

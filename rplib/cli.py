@@ -5,8 +5,9 @@
 Every expected failure (a bad value, a missing or malformed file, an unusable run directory)
 ends with one line ``rplib: error: ...`` naming what is wrong, and exit status 2.
 
-``torchrun --nproc-per-node N -m rplib.cli train ...`` trains one config data-parallel over N processes
-(see :mod:`rplib.distributed`); rank 0 writes the run directory and prints the result.
+``python -m rplib ...`` is the same command line. ``torchrun --nproc-per-node N -m rplib train ...`` trains one
+config data-parallel over N processes (see :mod:`rplib.distributed`); rank 0 writes the run directory and prints
+the result.
 """
 
 from __future__ import annotations

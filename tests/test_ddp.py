@@ -179,3 +179,23 @@ def test_lottery_pretraining_is_data_parallel_and_draws_the_single_process_mask(
     assert agree > 0.999
     for key in ("test_accuracy", "test_loss", "final_train_loss"):
         assert r0["metrics"][key] == pytest.approx(single.metrics[key], abs=TOLERANCE), key
+
+
+def test_the_package_launches_with_python_m_and_torchrun_m(tmp_path):
+    """``python -m rplib`` is the CLI; ``torchrun ... -m rplib train`` trains one run on 2 ranks and rank 0 alone
+    reports (the form the README and the reproduce page give)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    shown = subprocess.run([sys.executable, "-m", "rplib", "config", "--set", "seed=3"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.startswith(f"# run {RunConfig().with_({'seed': 3}).hash}")
+    changes = {"data.num_samples": 1200, "model.name": "mlp", "sparsity.method": "random", "sparsity.density": 0.2,
+               "sparsity.scheme": "erk", "optim.epochs": 1, "optim.batch_size": 64, "device": "cpu"}
+    sets = [a for k, v in changes.items() for a in ("--set", f"{k}={v}")]
+    proc = subprocess.run([*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                           str(_free_port()), "-m", "rplib", "train", "--root", str(tmp_path / "runs"), "--quiet",
+                           *sets], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test accuracy") == 1, proc.stdout  # rank 0 alone reports
+    metrics = json.loads((RunDir(tmp_path / "runs", RunConfig().with_(changes).hash).metrics).read_text())
+    assert metrics["world_size"] == 2 and metrics["process_group"] == "gloo"
