@@ -13,6 +13,10 @@ batch size and device on this machine (:func:`rplib.train.time_epoch`: the GPU-h
 profile on a GPU node, before any dataset is downloaded); else from :data:`SECONDS_PER_EPOCH`. The
 hours are a sum over runs: the hours of one worker, to be divided by the number of workers
 (processes, GPUs, array tasks) that run them at once.
+
+Each estimate says where its epoch times came from and on which device they were measured
+(:class:`EpochTime`): hours are labelled GPU-hours only when every epoch time behind them was
+measured on a GPU, CPU-hours only when every one was measured on a CPU, and plain hours otherwise.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from .config import ModelConfig, RunConfig
 from .data import DataConfig, input_spec, split_sizes
 from .store import RunDir
 
-__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTimer", "run_epochs", "seconds_per_epoch", "forward_macs",
-           "run_cost", "longest_first", "plan", "format_plan", "sizes_markdown"]
+__all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTime", "EpochTimer", "run_epochs", "stored_epoch_times",
+           "seconds_per_epoch", "forward_macs", "run_cost", "longest_first", "plan", "hours_unit", "format_plan",
+           "sizes_markdown"]
 
 # Seconds per epoch on CPU, as :func:`seconds_per_epoch` measures them, from the cpu-profile build of
 # the book (every run trained from an empty store by `make book`: 2 local workers, 1 thread each, on
@@ -48,6 +53,22 @@ SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {
 
 
 @dataclass(frozen=True)
+class EpochTime:
+    """Seconds per epoch of one network and where they come from: ``store`` (finished runs), ``measured``
+    (timed here, :class:`EpochTimer`) or ``table`` (:data:`SECONDS_PER_EPOCH`); ``device`` is the device
+    type they were measured on (``cpu``, ``cuda``), ``detail`` says more (runs counted, the GPU's name)."""
+
+    seconds: float
+    source: str
+    device: str
+    detail: str = ""
+
+    def describe(self) -> str:
+        extra = f", {self.detail}" if self.detail else ""
+        return f"{self.seconds:.3g} s/epoch, {self.source} on {self.device}{extra}"
+
+
+@dataclass(frozen=True)
 class ChapterPlan:
     """One chapter's share of a profile."""
 
@@ -57,6 +78,7 @@ class ChapterPlan:
     finished: int
     hours: float | None  # estimated hours of the unfinished runs; None when an epoch time is unknown
     unknown: tuple[str, ...]  # "model/dataset" pairs without an epoch time
+    sources: tuple[tuple[str, EpochTime], ...] = ()  # ("model/dataset", its epoch time) behind ``hours``
 
 
 def run_epochs(cfg: RunConfig) -> int:
@@ -65,22 +87,35 @@ def run_epochs(cfg: RunConfig) -> int:
     return cfg.optim.epochs * (1 + extra)
 
 
-def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], float]:
+def stored_epoch_times(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], EpochTime]:
     """Wall seconds per epoch of the finished runs in ``runs``, per (model, dataset), over ``configs``.
 
     Each run's ``wall_time`` (its whole run: data, mask, pre-training, training, evaluation) counts
-    for its :func:`run_epochs`; a pair's value is its runs' total seconds over their total epochs.
+    for its :func:`run_epochs`; a pair's value is its runs' total seconds over their total epochs, on
+    the device type its runs recorded (``mixed`` when they differ).
     """
     seconds: dict[tuple[str, str], float] = defaultdict(float)
     epochs: dict[tuple[str, str], int] = defaultdict(int)
+    devices: dict[tuple[str, str], set[str]] = defaultdict(set)
+    counted: dict[tuple[str, str], int] = defaultdict(int)
     for cfg in configs:
         rd = RunDir(runs, cfg.hash)
         if rd.finished():
-            wall = json.loads(rd.metrics.read_text()).get("wall_time")
-            if wall is not None:
-                seconds[cfg.model.name, cfg.data.name] += float(wall)
-                epochs[cfg.model.name, cfg.data.name] += run_epochs(cfg)
-    return {key: seconds[key] / epochs[key] for key in seconds if epochs[key]}
+            metrics = json.loads(rd.metrics.read_text())
+            if metrics.get("wall_time") is not None:
+                key = cfg.model.name, cfg.data.name
+                seconds[key] += float(metrics["wall_time"])
+                epochs[key] += run_epochs(cfg)
+                devices[key].add(str(metrics.get("device", "cpu")).split(":")[0])
+                counted[key] += 1
+    return {key: EpochTime(seconds[key] / epochs[key], "store",
+                           devices[key].pop() if len(devices[key]) == 1 else "mixed", f"{counted[key]} finished runs")
+            for key in seconds if epochs[key]}
+
+
+def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], float]:
+    """:func:`stored_epoch_times` without their provenance: seconds per epoch per (model, dataset)."""
+    return {key: t.seconds for key, t in stored_epoch_times(configs, runs).items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,6 +156,7 @@ class EpochTimer:
     def __init__(self, steps: int = 20, progress: bool = False):
         self.steps, self.progress = steps, progress
         self.seconds: dict[tuple, float] = {}
+        self.devices: dict[tuple, tuple[str, str]] = {}  # key -> (device type, device name)
 
     @staticmethod
     def key(cfg: RunConfig) -> tuple:
@@ -130,14 +166,22 @@ class EpochTimer:
         """Time every config whose key has no time yet (a progress bar over them when ``progress``)."""
         from tqdm import tqdm
 
-        from .train import time_epoch
+        from .train import resolve_device, time_epoch
 
         new = {self.key(c): c for c in configs if self.key(c) not in self.seconds}
         for key, cfg in tqdm(new.items(), desc="timing epochs", disable=not self.progress):
             self.seconds[key] = time_epoch(cfg, self.steps)
+            device = resolve_device(cfg.device)
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+            self.devices[key] = device.type, name
 
     def __call__(self, cfg: RunConfig) -> float:
         return self.seconds[self.key(cfg)]
+
+    def epoch_time(self, cfg: RunConfig) -> EpochTime:
+        """The measured epoch time of ``cfg`` with the device it was measured on."""
+        device, name = self.devices[self.key(cfg)]
+        return EpochTime(self(cfg), "measured", device, f"{name}, " * bool(name) + f"{self.steps} steps timed")
 
 
 def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".",
@@ -160,25 +204,41 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
         params = chapters.params(name, overrides)
         configs = chapters.grid(name, overrides)
         store = Path(runs) if runs is not None else root / "notebooks" / getattr(params, "runs", "../runs")
-        stored = seconds_per_epoch(configs, store)
+        stored = stored_epoch_times(configs, store)
         todo = [c for c in configs if not RunDir(store, c.hash).finished()]
         if timer is not None:
             timer.measure(c for c in todo if (c.model.name, c.data.name) not in stored)
 
-        def epoch_seconds(c: RunConfig) -> float | None:
+        def epoch_time(c: RunConfig) -> EpochTime | None:
             pair = c.model.name, c.data.name
-            return stored[pair] if pair in stored else timer(c) if timer is not None else SECONDS_PER_EPOCH.get(pair)
+            if pair in stored:
+                return stored[pair]
+            if timer is not None:
+                return timer.epoch_time(c)
+            table = SECONDS_PER_EPOCH.get(pair)
+            return None if table is None else EpochTime(table, "table", "cpu", "this book's cpu build")
 
-        unknown = tuple(sorted({f"{c.model.name}/{c.data.name}" for c in todo if epoch_seconds(c) is None}))
-        seconds = sum(run_epochs(c) * (epoch_seconds(c) or 0.0) for c in todo)
+        times = {c.hash: epoch_time(c) for c in todo}
+        unknown = tuple(sorted({f"{c.model.name}/{c.data.name}" for c in todo if times[c.hash] is None}))
+        seconds = sum(run_epochs(c) * times[c.hash].seconds for c in todo if times[c.hash] is not None)
+        sources = {(f"{c.model.name}/{c.data.name}", times[c.hash]) for c in todo if times[c.hash] is not None}
         out.append(ChapterPlan(name, len(configs), sum(run_epochs(c) for c in configs), len(configs) - len(todo),
-                               None if unknown else seconds / 3600, unknown))
+                               None if unknown else seconds / 3600, unknown,
+                               tuple(sorted(sources, key=lambda s: (s[0], s[1].seconds)))))
     return out
 
 
+def hours_unit(plans: Sequence[ChapterPlan]) -> str:
+    """``GPU-hours`` when every epoch time behind ``plans`` was measured on a GPU, ``CPU-hours`` when every one
+    was measured on a CPU, else ``hours`` (no times at all, or times from several kinds of device)."""
+    devices = {t.device for p in plans for _, t in p.sources}
+    return {frozenset({"cuda"}): "GPU-hours", frozenset({"cpu"}): "CPU-hours"}.get(frozenset(devices), "hours")
+
+
 def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
-    """A plain-text table of :func:`plan`'s rows and their total."""
-    unit = "GPU-hours" if profile == "paper" else "CPU-hours"
+    """A plain-text table of :func:`plan`'s rows and their total, then where each network's epoch time came
+    from. The hours' unit is :func:`hours_unit`'s: a time measured on a CPU is never printed as GPU-hours."""
+    unit = hours_unit(plans)
     rows = [(p.chapter, str(p.runs), str(p.epochs), str(p.finished),
              f"{p.hours:.2f}" if p.hours is not None else "unknown") for p in plans]
     known = [p.hours for p in plans if p.hours is not None]
@@ -191,6 +251,12 @@ def format_plan(plans: Sequence[ChapterPlan], profile: str) -> str:
              for r in [head, *rows]]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(-1, "-" * len(lines[0]))
+    sources = sorted({s for p in plans for s in p.sources}, key=lambda s: (s[0], s[1].seconds))
+    if sources:
+        lines.append(f"epoch times ({profile} profile):")
+        lines += [f"  {pair}: {t.describe()}" for pair, t in sources]
+    if unit == "hours" and sources:
+        lines.append("  (times measured on different kinds of device: the hours mix them)")
     missing = sorted({u for p in plans for u in p.unknown})
     if missing:
         lines.append(f"unknown: {', '.join(missing)} (an epoch time comes from a finished run in the store, from "

@@ -13,8 +13,8 @@ import torch
 from rplib import book, chapters, cli, train
 from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig, split_sizes
-from rplib.plan import (ChapterPlan, EpochTimer, format_plan, forward_macs, longest_first, plan, run_cost, run_epochs,
-                        seconds_per_epoch)
+from rplib.plan import (ChapterPlan, EpochTime, EpochTimer, format_plan, forward_macs, longest_first, plan, run_cost,
+                        run_epochs, seconds_per_epoch)
 from rplib.train import run, time_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +133,32 @@ def test_chapter_without_a_grid_module_is_listed_as_unknown(tmp_path: Path):
 
 
 def test_format_plan_marks_unknown_estimates():
-    rows = [ChapterPlan("a", 2, 10, 1, 0.5, ()), ChapterPlan("b", 1, 3, 0, None, ("resnet20/cifar10",))]
+    gpu = EpochTime(2.0, "measured", "cuda", "NVIDIA H200, 20 steps timed")
+    rows = [ChapterPlan("a", 2, 10, 1, 0.5, (), (("resnet/cifar10", gpu),)),
+            ChapterPlan("b", 1, 3, 0, None, ("resnet20/cifar10",))]
     text = format_plan(rows, "paper")
     assert "GPU-hours left" in text and "unknown" in text and "resnet20/cifar10" in text
-    assert text.splitlines()[-2].split()[:5] == ["total", "3", "13", "1", "unknown"]
+    assert "resnet/cifar10: 2 s/epoch, measured on cuda, NVIDIA H200" in text
+    (total,) = [line for line in text.splitlines() if line.startswith("total")]
+    assert total.split()[:5] == ["total", "3", "13", "1", "unknown"]
+
+
+def test_hours_measured_on_a_cpu_are_never_labelled_gpu_hours(tmp_path: Path):
+    """The paper profile's chapter 5 runs on ``device: auto``: timed on a machine without a GPU, its hours are
+    CPU-hours, and each network says where its epoch time came from."""
+    timer = EpochTimer(steps=1)
+    rows = plan("paper", ["05_dst_criteria"], ROOT, tmp_path, timer)
+    text = format_plan(rows, "paper")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {t.device for r in rows for _, t in r.sources} == {device}
+    assert ("GPU-hours left" in text) == (device == "cuda") and ("CPU-hours left" in text) == (device == "cpu")
+    assert "mlp/cifar10: " in text and f"measured on {device}" in text
+    table = plan("cpu", ["07_gradient_flow"], ROOT, tmp_path)
+    assert {t.source for r in table for _, t in r.sources} == {"table"}
+    assert "CPU-hours left" in format_plan(table, "cpu")
+    mixed = [ChapterPlan("a", 1, 1, 0, 0.1, (), (("x/y", EpochTime(1.0, "store", "cpu")),)),
+             ChapterPlan("b", 1, 1, 0, 0.1, (), (("z/y", EpochTime(1.0, "store", "cuda")),))]
+    assert "  hours left" in format_plan(mixed, "paper") and "different kinds of device" in format_plan(mixed, "x")
 
 
 def test_reproduce_page_lists_what_each_profile_trains():
