@@ -343,6 +343,10 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
     shutil.copytree(ROOT / "_static", src / "_static")
     shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    # the chapters' run store (their `runs` parameter, ../runs) is the one nbval's executions of notebooks/ use:
+    # the smoke runs train once in a test session, whichever of the two asks first (file locks order them)
+    (ROOT / "runs").mkdir(exist_ok=True)
+    (src / "runs").symlink_to(ROOT / "runs", target_is_directory=True)
     env = os.environ | {"MPLBACKEND": "Agg"}
 
     res = subprocess.run([sys.executable, "-m", "rplib.book", "execute", "--profile", "smoke"], cwd=src, env=env,
