@@ -425,6 +425,18 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     return mask.to(next(model.parameters()).device), model
 
 
+def _initial_network(cfg: RunConfig, bundle: rdata.DataBundle, trainer: _Trainer, ranks: rdist.Ranks = rdist.SINGLE,
+                     ckpt: dict[str, Any] | None = None) -> tuple[nn.Module, Mask | None]:
+    """The network a run trains and its mask (None when dense), the mask drawn on the freshly initialised
+    float32 network (or read from ``ckpt``) before the trainer's fast path converts the network."""
+    model = _build_model(cfg, bundle, cfg.seed).to(trainer.device)
+    if ckpt is None:
+        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
+    else:
+        mask = Mask(ckpt["mask"]).to(trainer.device) if ckpt["mask"] is not None else None
+    return trainer.fast.prepare(model, bundle.in_shape), mask
+
+
 def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
            fast: FastPath | None = None) -> Result | None:
     """Train ``cfg`` into ``rd``; under torchrun this is one rank of a data-parallel run, and only rank 0
@@ -438,16 +450,11 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
     bundle = rdata.load(cfg.data, device)
     if ranks.is_main:
         ranks.barrier()
-    model = _build_model(cfg, bundle, cfg.seed).to(device)
     trainer = _Trainer(cfg, bundle, device, fast)
     o = cfg.optim
 
     ckpt = _load_checkpoint(rd, device)
-    if ckpt is None:
-        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
-    else:
-        mask = Mask(ckpt["mask"]).to(device) if ckpt["mask"] is not None else None
-    trainer.fast.prepare(model, bundle.in_shape)
+    model, mask = _initial_network(cfg, bundle, trainer, ranks, ckpt)
     opt = trainer.optimizer(model)
     if mask is not None:
         mask.check_fits(model)
