@@ -53,6 +53,12 @@ def initial(cfg: RunConfig, bundle: rdata.DataBundle, fast: train.FastPath) -> t
     return train._initial_network(cfg, bundle, train._Trainer(cfg, bundle, CPU, fast))
 
 
+def context(cfg: RunConfig, bundle: rdata.DataBundle) -> pruning.PruneContext:
+    """A pruning context without dense training (for the methods and checks that need none)."""
+    return pruning.PruneContext(seed=cfg.seed, pruning_batches=lambda: train._pruning_batches(cfg, bundle),
+                                train_dense=None, fresh_model=lambda seed: train._build_model(cfg, bundle, seed))
+
+
 def same_values(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -111,11 +117,6 @@ def test_sanity_checks_transform_a_channels_last_network_as_a_contiguous_one(bun
     fast_mask = pruning.SANITY_CHECKS[check](Mask(mask.masks), fast, context(cfg, bundle))
     assert fast_mask == plain_mask
     assert same_values(fast, plain) and in_channels_last(fast)
-
-
-def context(cfg: RunConfig, bundle: rdata.DataBundle) -> pruning.PruneContext:
-    return pruning.PruneContext(seed=cfg.seed, pruning_batches=lambda: train._pruning_batches(cfg, bundle),
-                                train_dense=None, fresh_model=lambda seed: train._build_model(cfg, bundle, seed))
 
 
 @pytest.mark.parametrize("sparsity", [dict(method="lottery", lottery_rounds=2), dict(method="hybrid"),
