@@ -46,7 +46,8 @@ def grid(runs: int, epochs: int, samples: int) -> list[RunConfig]:
 def phase(form: str, args: argparse.Namespace) -> dict:
     """Train the grid one way into a fresh store; its wall time, and each run's wall time and test accuracy."""
     from rplib.executors import Local, Serial
-    from rplib.train import run, run_grid
+    from rplib.grid import run_grid
+    from rplib.train import run
 
     configs = grid(args.runs, args.epochs, args.samples)
     os.environ["RPLIB_THREADS"] = "2" if form == "serial2" else "1"

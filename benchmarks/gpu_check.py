@@ -12,6 +12,7 @@
 
     python benchmarks/gpu_check.py                       # needs a CUDA GPU; exits with a message if none
     python benchmarks/gpu_check.py --device cpu --tiny   # the same logic, a few steps on the CPU
+    RPLIB_FAST_PATH=on python benchmarks/gpu_check.py --device cpu --tiny   # ... with channels_last and bf16
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from rplib.train import FastPath
 from throughput import cifar_like, images_per_second, measure_data_paths, resnet20_trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +131,9 @@ def main() -> int:
         return 0
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"gpu_check on {device} ({name}), torch {torch.__version__}, ResNet-20, batch {BATCH}, {steps} timed steps")
+    fast = ", ".join(FastPath.resolve(device).names) or "off"
+    print(f"gpu_check on {device} ({name}), torch {torch.__version__}, ResNet-20, batch {BATCH}, {steps} timed steps, "
+          f"fast path: {fast}")
     t0 = time.perf_counter()
     paths = measure_data_paths(steps, device, n)
     print(f"\n1. data path{'':33} {'step ms':>9} {'images/s':>10}")

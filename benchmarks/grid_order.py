@@ -3,9 +3,9 @@
 Replays the pool: every chapter submits its whole grid to one ``run_grid`` call, and a worker
 takes the next run as soon as it is free. When every run of a chapter is finished in the run store
 (the cpu profile after ``make book``) a run's time is its measured ``wall_time``, in seconds; else
-a model of it, its compute :func:`rplib.plan.run_cost` in tera multiply-accumulates (the paper
+a model of it, its compute :func:`rplib.cost.run_cost` in tera multiply-accumulates (the paper
 profile: relative run lengths only). The longest-first order is the one ``run_grid`` submits
-(:func:`rplib.plan.longest_first`). Prints, per chapter, the time until the last run ends in both
+(:func:`rplib.cost.longest_first`). Prints, per chapter, the time until the last run ends in both
 orders, their ratio, and the lower bound max(total / workers, longest run).
 
     python benchmarks/grid_order.py [--profile cpu] [--runs runs] [--workers 2]
@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from rplib import book, chapters
-from rplib.plan import longest_first, run_cost
+from rplib.cost import longest_first, run_cost
 from rplib.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -77,13 +77,13 @@ def cifar_like(n: int, device: torch.device) -> tuple[rdata.DataBundle, torch.Te
 
 
 def resnet20_trainer(bundle: rdata.DataBundle, device: torch.device, batch_size: int = 128):
-    """ResNet-20 (channels_last on CUDA), its rplib trainer (bf16 autocast on CUDA) and optimizer."""
+    """ResNet-20, its rplib trainer and optimizer, on the trainer's fast path (:class:`rplib.train.FastPath`:
+    channels_last and bf16 autocast on CUDA, unless ``RPLIB_FAST_PATH`` says otherwise)."""
     model = build("resnet20", 10).to(device)
     cfg = RunConfig(data=DataConfig(name="cifar10"), model=ModelConfig("resnet20"),
                     optim=OptimConfig(batch_size=batch_size), device=device.type)
     trainer = train._Trainer(cfg, bundle, device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    trainer.fast.prepare(model, bundle.in_shape)
     return model, trainer, trainer.optimizer(model)
 
 

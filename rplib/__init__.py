@@ -1,7 +1,7 @@
 """rplib: sparse training from scratch (random pruning, sanity checks of pruning at init, DST).
 
-``rplib.run(config)`` and ``rplib.run_grid(configs)`` are loaded lazily so that importing the
-sparsity core stays light.
+``rplib.run(config)`` (:mod:`rplib.train`), ``rplib.run_grid(configs)`` and ``rplib.to_frame(results)``
+(:mod:`rplib.grid`) are loaded lazily so that importing the sparsity core stays light.
 """
 
 __version__ = "0.1.0"
@@ -9,10 +9,14 @@ __all__ = ["run", "run_grid", "RunConfig", "to_frame"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "run_grid", "to_frame"):
-        from . import train
+    if name == "run":
+        from .train import run
 
-        return getattr(train, name)
+        return run
+    if name in ("run_grid", "to_frame"):
+        from . import grid
+
+        return getattr(grid, name)
     if name == "RunConfig":
         from .config import RunConfig
 

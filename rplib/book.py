@@ -47,107 +47,21 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .profiles import (OVERRIDABLE, PROFILES, chapters, check_profile, load_profiles, notebook_parameters, plan,
+                       toc_files)
+
 __all__ = ["PROFILES", "PUBLISHED", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
            "check", "button_problems", "book_root", "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes",
            "execute", "refresh", "main"]
 
-PROFILES = ("smoke", "cpu", "paper")
 PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published
 KERNEL = "python3"
-_OVERRIDABLE = PROFILES[1:]  # smoke is the parameters cell itself, never overridden
-
-
-def _walk_toc(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if "file" in node:
-            yield str(node["file"])
-        for key in ("parts", "chapters", "sections"):
-            for child in node.get(key, []) or []:
-                yield from _walk_toc(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _walk_toc(child)
-
-
-def toc_files(root: Path | str = ".") -> list[str]:
-    """Every file entry of ``_toc.yml`` (root first), without suffix, in reading order."""
-    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
-    return [str(toc["root"]), *_walk_toc(toc)]
-
-
-def chapters(root: Path | str = ".") -> list[str]:
-    """Names of the notebook chapters: toc entries ``book/<name>`` with a source ``notebooks/<name>.ipynb``."""
-    root = Path(root)
-    names = [Path(f).name for f in toc_files(root) if Path(f).parent == Path("book")]
-    return [n for n in names if (root / "notebooks" / f"{n}.ipynb").is_file()]
-
-
-def load_profiles(root: Path | str = ".") -> dict[str, dict[str, dict[str, Any]]]:
-    """``notebooks/profiles.yml``: ``{chapter: {profile: {parameter: value}}}``."""
-    data = yaml.safe_load((Path(root) / "notebooks" / "profiles.yml").read_text()) or {}
-    return {name: dict(entry or {}) for name, entry in data.items()}
-
-
-def notebook_parameters(path: Path | str) -> dict[str, dict[str, Any]]:
-    """The parameters papermill infers from the notebook's ``parameters`` cell: name -> {type, default, help}."""
-    from papermill import inspect_notebook
-
-    return inspect_notebook(str(path))
-
-
-def _check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-
-
-def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> dict[str, dict[str, Any]]:
-    """The parameters each chapter will run with, ``{name: {parameter: value}}`` in toc order.
-
-    Raises ``ValueError`` for an unknown profile, an unknown chapter in ``only``, a chapter missing
-    from ``profiles.yml``, a parameter the notebook does not define, or a value its chapter's
-    ``rplib.chapters`` parameters reject -- before anything runs.
-    """
-    _check_profile(profile)
-    root = Path(root)
-    names = chapters(root)
-    if only:
-        bad = [n for n in only if n not in names]
-        if bad:
-            raise ValueError(f"unknown chapter(s) {bad}; valid chapters: {', '.join(names)}")
-        names = [n for n in names if n in only]
-    profiles = load_profiles(root)
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        if name not in profiles:
-            raise ValueError(f"chapter {name!r} has no entry in notebooks/profiles.yml; chapters there: "
-                             f"{', '.join(profiles)}")
-        bad_profiles = sorted(set(profiles[name]) - set(_OVERRIDABLE))
-        if bad_profiles:
-            raise ValueError(f"notebooks/profiles.yml[{name}] names unknown profile(s) {bad_profiles}; valid: "
-                             f"{', '.join(_OVERRIDABLE)} (smoke is the notebook's parameters cell)")
-        params = dict(profiles[name].get(profile) or {}) if profile != "smoke" else {}
-        known = notebook_parameters(root / "notebooks" / f"{name}.ipynb")
-        bad = sorted(set(params) - set(known))
-        if bad:
-            raise ValueError(f"notebooks/profiles.yml[{name}][{profile}] sets unknown parameter(s) {bad}; "
-                             f"parameters of notebooks/{name}.ipynb: {', '.join(known)}")
-        _check_values(name, params)
-        out[name] = params
-    return out
-
-
-def _check_values(name: str, params: dict[str, Any]) -> None:
-    """Validate the values too when the chapter has typed parameters in :mod:`rplib.chapters`."""
-    from . import chapters as typed
-
-    if name in typed.CHAPTERS:
-        typed.params(name, params)
 
 
 _BUTTONS = (("html", "use_repository_button"), ("html", "use_issues_button"), ("html", "use_edit_page_button"),
@@ -194,7 +108,7 @@ def check(root: Path | str = ".") -> list[str]:
         if not code or "provenance(" not in code[-1].source:
             problems.append(f"notebooks/{nb_path.name} does not end with a provenance cell")
     for name in names:
-        for profile in _OVERRIDABLE:
+        for profile in OVERRIDABLE:
             try:
                 plan(profile, [name], root)
             except ValueError as e:
@@ -208,7 +122,7 @@ def check(root: Path | str = ".") -> list[str]:
 def book_root(profile: str, root: Path | str = ".") -> Path:
     """The folder ``jupyter-book build`` renders for ``profile``: the repository for the published profile,
     ``_build/profiles/<profile>`` for the others."""
-    _check_profile(profile)
+    check_profile(profile)
     root = Path(root)
     return root if profile == PUBLISHED else root / "_build" / "profiles" / profile
 

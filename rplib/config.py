@@ -20,7 +20,7 @@ from .data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig
 from .dst import DSTConfig
 from .evaluate import EvalConfig
 from .fields import check_fields, describe_type
-from .pruning import GRASP_VARIANTS, check_grasp_variant
+from .scores import GRASP_VARIANTS, check_grasp_variant
 from .sparsity import DATA_SCHEMES, SCHEMES, check_density
 from .store import config_hash
 
@@ -88,7 +88,7 @@ class SparsityConfig:
     prune_data: the corruption of the data used to score the mask (``random_labels``,
     ``random_pixels``, ``half``) for the data-dependent methods.
     scheme_options: keyword options of the layer-wise scheme (e.g. ``power_scale`` for ``erk``), and
-    ``grasp_variant``, the GraSP scoring (:func:`rplib.pruning.grasp_scores`): ``sanity_checking``
+    ``grasp_variant``, the GraSP scoring (:func:`rplib.scores.grasp_scores`): ``sanity_checking``
     (default) or ``rplib_v1``. Whenever the mask is scored by GraSP (method ``grasp``, or method
     ``random``/``hybrid`` with scheme ``grasp``) the variant is filled in, so the config (and its hash)
     names the scoring its mask came from; otherwise ``grasp_variant`` is dropped, so configs that do

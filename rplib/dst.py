@@ -21,7 +21,7 @@ Choices made here (and why):
 * ``set_as_released`` reproduces the criterion that the Fantastic Weights grids ran under the
   name SET; see :func:`drop_set`.
 
-Masks are applied by zeroing weights after each optimizer step (:meth:`rplib.sparsity.Mask.attach`),
+Masks are applied by zeroing weights after each optimizer step (:meth:`rplib.masks.Mask.attach`),
 so ``weight.grad`` is the dense gradient that gradient growth and the gradient-based criteria need.
 """
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from .models import prunable_parameters
 from .fields import check_fields
-from .sparsity import Mask
+from .masks import Mask
 
 __all__ = [
     "DROP_CRITERIA",

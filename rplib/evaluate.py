@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from . import data
 from .fields import check_fields
 from .models import prunable_parameters
-from .sparsity import Mask
+from .masks import Mask
 
 __all__ = [
     "OOD_SCORES", "ATTACKS", "EvalConfig", "ood_scores", "ood_metrics", "ece", "reliability",

@@ -1,6 +1,6 @@
 """Where the runs of a grid execute: serially, in a local process pool, on Slurm or on Dask.
 
-:func:`rplib.train.run_grid` hands the unfinished configurations of a grid to an executor; every
+:func:`rplib.grid.run_grid` hands the unfinished configurations of a grid to an executor; every
 worker calls :func:`rplib.train.run` with the same run store, so each run lands in
 ``runs/<hash>/`` exactly as it would serially, and the caller reads the results from the store.
 One setting chooses the executor, so notebooks never change:
@@ -409,10 +409,10 @@ def execute_grid(configs: Iterable[RunConfig], root: Path | str, progress: bool,
     """Results of ``configs`` in input order: finished ones from the store, the others run by ``executor``.
 
     Identical configs run once; the unfinished ones are submitted longest first
-    (:func:`rplib.plan.longest_first`). Waits for every submitted run, with a progress bar over finished
+    (:func:`rplib.cost.longest_first`). Waits for every submitted run, with a progress bar over finished
     runs; raises :class:`GridError` listing the failed runs after all others have landed in the store.
     """
-    from .plan import longest_first
+    from .cost import longest_first
     from .train import Result
 
     configs = list(configs)

@@ -37,7 +37,8 @@ from torch import nn
 
 from . import models
 from .models import prunable_parameters
-from .sparsity import Mask, layerwise_densities, random_mask
+from .masks import Mask, random_mask
+from .sparsity import layerwise_densities
 
 __all__ = ["INDEX_DTYPE", "SUPPORTED_TYPES", "NETWORKS", "REFERENCE_LAYERS", "CLAIM_SETTING", "build_masked",
            "claim_effects", "SparseLinear", "SparseConv", "export",
@@ -408,7 +409,7 @@ def build_masked(network: str, densities: Sequence[float], seed: int = 0, scheme
                  num_classes: int = 10) -> tuple[nn.Module, dict[float, Mask]]:
     """A :data:`NETWORKS` network (eval mode, weights seeded by ``seed``) and one random mask per density.
 
-    The masks are drawn with :func:`rplib.sparsity.random_mask` from ``scheme`` densities; the
+    The masks are drawn with :func:`rplib.masks.random_mask` from ``scheme`` densities; the
     network's weights are left dense (timing does not depend on their values).
     """
     if network not in NETWORKS:

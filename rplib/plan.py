@@ -21,18 +21,15 @@ measured on a GPU, CPU-hours only when every one was measured on a CPU, and plai
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from . import book, chapters
-from .config import ModelConfig, RunConfig
-from .data import DataConfig, input_spec, split_sizes
+from . import chapters, profiles
+from .config import RunConfig
+from .cost import forward_macs, longest_first, run_cost, run_epochs
 from .store import RunDir
 
 __all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTime", "EpochTimer", "run_epochs", "stored_epoch_times",
@@ -81,12 +78,6 @@ class ChapterPlan:
     sources: tuple[tuple[str, EpochTime], ...] = ()  # ("model/dataset", its epoch time) behind ``hours``
 
 
-def run_epochs(cfg: RunConfig) -> int:
-    """Training epochs of one run, counting the dense trainings that lottery and hybrid masks need first."""
-    extra = {"lottery": cfg.sparsity.lottery_rounds, "hybrid": 1}.get(cfg.sparsity.method, 0)
-    return cfg.optim.epochs * (1 + extra)
-
-
 def stored_epoch_times(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[str, str], EpochTime]:
     """Wall seconds per epoch of the finished runs in ``runs``, per (model, dataset), over ``configs``.
 
@@ -118,37 +109,6 @@ def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[st
     return {key: t.seconds for key, t in stored_epoch_times(configs, runs).items()}
 
 
-@functools.lru_cache(maxsize=None)
-def forward_macs(model: ModelConfig, data: DataConfig) -> int:
-    """Dense multiply-accumulates of one example's forward pass (:func:`rplib.train.count_flops`) on the
-    CPU, without data files and without touching the global random state."""
-    from .models import build
-    from .train import count_flops
-
-    in_shape, num_classes = input_spec(data)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        net = build(model.name, num_classes, in_shape=in_shape, **model.options())
-        return count_flops(net, in_shape, None, torch.device("cpu"))["flops_dense"]
-
-
-def run_cost(cfg: RunConfig) -> int:
-    """A run's compute in forward multiply-accumulates: :func:`run_epochs` x training examples x
-    :func:`forward_macs`. Comparable across networks, widths and depths on one device, unlike the
-    epoch times of the table, which are per (model, dataset)."""
-    return run_epochs(cfg) * split_sizes(cfg.data)["train"] * forward_macs(cfg.model, cfg.data)
-
-
-def longest_first(configs: Sequence[RunConfig]) -> list[RunConfig]:
-    """``configs`` by decreasing :func:`run_cost`, ties in their given order.
-
-    A pool of workers that takes runs in this order schedules longest-processing-time first, whose
-    end comes within 4/3 of the shortest possible (Graham 1969); in the given order the largest
-    networks of a scaling grid, or a chapter's lottery tickets (several dense trainings each), may
-    start last and train alone while the other workers idle.
-    """
-    return sorted(configs, key=lambda c: -run_cost(c))
-
-
 class EpochTimer:
     """Seconds per epoch of configs timed on this machine (:func:`rplib.train.time_epoch`), once per
     distinct network, data, batch size, device and sparse-or-dense."""
@@ -165,6 +125,8 @@ class EpochTimer:
     def measure(self, configs: Iterable[RunConfig]) -> None:
         """Time every config whose key has no time yet (a progress bar over them when ``progress``)."""
         from tqdm import tqdm
+
+        import torch
 
         from .train import resolve_device, time_epoch
 
@@ -193,11 +155,11 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     dataset) has no finished run in the store are estimated from epochs it times here instead of
     :data:`SECONDS_PER_EPOCH`. A chapter without a module in :mod:`rplib.chapters` gets an empty row
     whose estimate is unknown. Raises ``ValueError`` for an unknown profile, chapter or parameter
-    (see :func:`rplib.book.plan`).
+    (see :func:`rplib.profiles.plan`).
     """
     root = Path(root)
     out = []
-    for name, overrides in book.plan(profile, only, root).items():
+    for name, overrides in profiles.plan(profile, only, root).items():
         if name not in chapters.CHAPTERS:  # a chapter without a grid in rplib.chapters cannot be planned
             out.append(ChapterPlan(name, 0, 0, 0, None, ("no grid in rplib.chapters",)))
             continue

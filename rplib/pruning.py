@@ -1,219 +1,167 @@
-"""Pruning-at-initialisation saliency scores and score-based masks.
+"""Pruning methods and sanity checks, each a small function behind one signature.
 
-Each score function returns ``{param_name: score tensor}`` over the prunable weights of the
-model it is given (layers matched by name, never by order); higher means "keep". Scoring
-runs on a deep copy, so the model's weights and batch-norm statistics are left untouched.
+A pruning method turns a network holding its initial weights into a :class:`~rplib.masks.Mask`:
+``method(model, sparsity, context) -> Mask`` (:data:`METHODS`, keyed by ``SparsityConfig.method``).
+``sparsity`` is the run's :class:`rplib.config.SparsityConfig`; ``context`` (:class:`PruneContext`)
+is what a method may ask of the run: its seed, its pruning batches, a dense training for tickets,
+a fresh initialisation. Tickets rewind ``model`` in place to the weights they were drawn for.
 
-* SNIP (Lee et al. 2019): |w * dL/dw|, summed over the given batches.
-* GraSP (Wang et al. 2020): the paper removes the weights with the largest -w * (H g) (its
-  score S(-theta) = -theta ⊙ Hg, Section 4); we return w * (H g), so keeping the largest returned
-  scores is the paper's rule. Logits are divided by a temperature (200). Two variants
-  (:data:`GRASP_VARIANTS`): ``sanity_checking`` (the default) scores as the sanity-checking
-  paper's released code (Su et al. 2020), whose GraSP masks that paper's checks are about;
-  ``rplib_v1`` is rplib's earlier scoring. See :func:`grasp_scores`.
-* SynFlow (Tanaka et al. 2020): |w * dR/dw| with R the sum of the output of the network with
-  absolute weights on an all-ones input, pruned iteratively over ``iterations`` rounds with an
-  exponential density schedule.
-* magnitude: |w| (lottery tickets, hybrid tickets).
+* ``random``: a random mask with the layer-wise densities of ``sparsity.scheme``
+  (:func:`rplib.sparsity.layerwise_densities`): ERK, smart ratio (Su et al. 2020) and the other
+  data-free schemes, or the layer-wise ratios of SNIP, GraSP and SynFlow (Liu et al. 2022);
+* ``snip``, ``grasp``, ``synflow``: the global top-k of the method's saliency scores
+  (:mod:`rplib.scores`; Lee et al. 2019, Wang et al. 2020, Tanaka et al. 2020);
+* ``lottery``: iterative magnitude pruning over ``lottery_rounds`` dense trainings, rewound to
+  epoch ``rewind_epoch`` (Frankle et al. 2020);
+* ``hybrid``: the layer-wise budgets of ``scheme`` with magnitude selection inside each layer after
+  one dense training, then rewinding (the hybrid tickets of Su et al. 2020).
+
+A sanity check of Su et al. 2020 transforms the drawn mask or the network it will train:
+``check(mask, model, context) -> Mask`` (:data:`SANITY_CHECKS`, keyed by ``SparsityConfig.sanity``):
+``rearrange`` permutes each layer's mask, ``shuffle`` permutes the surviving initial weights within
+each layer, ``reinit`` keeps the mask and draws new initial weights. Corrupting the data a mask is
+scored on (``prune_data``) happens before, in the batches ``context`` gives.
+
+The score functions (:mod:`rplib.scores`) and :func:`rplib.masks.mask_from_scores` can be imported
+from here too.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .models import prunable_parameters
-from .sparsity import Mask, check_density
+from .masks import Mask, mask_from_scores, random_mask
+from .scores import (GRASP_VARIANTS, SCORES, check_grasp_variant, grasp_scores, magnitude_scores, score, snip_scores,
+                     synflow_scores)
+from .sparsity import DATA_SCHEMES, layerwise_densities
 
-__all__ = ["score", "mask_from_scores", "snip_scores", "grasp_scores", "synflow_scores", "magnitude_scores",
+if TYPE_CHECKING:
+    from .config import SparsityConfig
+
+__all__ = ["PruneContext", "METHODS", "SANITY_CHECKS", "prune", "random_pruning", "saliency_pruning",
+           "lottery_ticket", "hybrid_ticket", "rearrange", "shuffle", "reinit",
+           # the scores, importable from here as before they had a module of their own
+           "score", "mask_from_scores", "snip_scores", "grasp_scores", "synflow_scores", "magnitude_scores",
            "SCORES", "GRASP_VARIANTS", "check_grasp_variant"]
 
-#: GraSP scorings: the first is the default (see :func:`grasp_scores`).
-GRASP_VARIANTS = ("sanity_checking", "rplib_v1")
-
-Batches = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def _batches(data: Batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if isinstance(data, tuple) and len(data) == 2 and torch.is_tensor(data[0]):
-        return [data]
-    out = list(data)
-    if not out:
-        raise ValueError("no batches given to score on")
-    return out
+@dataclass(frozen=True)
+class PruneContext:
+    """What a pruning method or sanity check may ask of the run, beyond the network and its sparsity config.
 
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def magnitude_scores(model: nn.Module, **_) -> dict[str, torch.Tensor]:
-    """|w| per prunable weight."""
-    return {k: p.detach().abs().clone() for k, p in prunable_parameters(model).items()}
-
-
-def snip_scores(model: nn.Module, data: Batches, loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, torch.Tensor]:
-    """SNIP connection sensitivity |w * g|, g accumulated over the batches (model in train mode)."""
-    net = copy.deepcopy(model).train()
-    params = prunable_parameters(net)
-    net.zero_grad(set_to_none=True)
-    dev = _device(net)
-    for x, y in _batches(data):
-        loss_fn(net(x.to(dev)), y.to(dev)).backward()
-    return {k: (p.grad * p).detach().abs() for k, p in params.items()}
-
-
-def check_grasp_variant(variant: str, what: str = "variant") -> str:
-    """``variant`` if it is one of :data:`GRASP_VARIANTS`; otherwise a one-line ``ValueError`` naming ``what``."""
-    if variant not in GRASP_VARIANTS:
-        raise ValueError(f"{what}: unknown GraSP variant {variant!r}; valid choices: {', '.join(GRASP_VARIANTS)}")
-    return variant
-
-
-@torch.no_grad()
-def _reinit_linear(net: nn.Module, seed: int) -> None:
-    """Xavier-normal (gain 1) weights for every Linear layer of ``net``, drawn on the CPU from a private generator."""
-    g = torch.Generator().manual_seed(seed)
-    for mod in net.modules():
-        if isinstance(mod, nn.Linear):
-            fresh = torch.empty(mod.weight.shape, dtype=mod.weight.dtype)
-            nn.init.xavier_normal_(fresh, generator=g)
-            mod.weight.copy_(fresh)
-
-
-def _halves(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each batch split at n // 2 into its first and second half, in order."""
-    out = []
-    for x, y in batches:
-        n = len(y)
-        if n < 2:
-            raise ValueError(f"GraSP variant 'sanity_checking' splits every batch into two halves; got a batch of {n} "
-                             "example(s): give batches of at least 2 (or use variant 'rplib_v1')")
-        out += [(x[: n // 2], y[: n // 2]), (x[n // 2:], y[n // 2:])]
-    return out
-
-
-def grasp_scores(model: nn.Module, data: Batches, loss_fn: Callable = nn.functional.cross_entropy,
-                 temperature: float = 200.0, variant: str = GRASP_VARIANTS[0],
-                 seed: int = 0) -> dict[str, torch.Tensor]:
-    """GraSP keep-score w * (H g): the negation of the removal score S(-theta) = -theta ⊙ Hg of
-    Wang et al. 2020 (Section 4), who remove the weights with the largest S.
-
-    g is the gradient of the loss of the logits divided by ``temperature``, accumulated (summed) over
-    the scored batches without a graph; H g is the gradient of g^T (dL/dw) with g held fixed, again
-    summed over the batches; both on a deep copy of ``model`` in train mode, so the caller's
-    parameters, buffers and random number generators are left as they were. ``variant``:
-
-    ``sanity_checking`` (default)
-        as the released code of Su et al. 2020 scores GraSP: the weights of every Linear layer of the
-        copy are first re-initialised (Xavier normal, gain 1, drawn from a private generator seeded
-        with ``seed``, so the scores depend only on the model, the data and ``seed``) and the w in
-        w * (H g) is the re-initialised weight; each batch is split at n // 2 into its first and
-        second half, scored as two batches (batch-norm statistics are then those of each half; with
-        the class-ordered batches rplib's runs score on, each half holds half of the classes). It is
-        the default because the sanity-checking paper's findings are about the masks this scoring gives.
-    ``rplib_v1``
-        rplib's earlier scoring: the weights as given, each batch scored whole.
+    ``seed``: the run's seed. ``pruning_batches()``: the class-balanced (and, with ``prune_data``,
+    corrupted) batches that data-dependent methods score on. ``train_dense(model, mask, rewind_epoch,
+    salt)``: a trained copy of ``model`` (with ``mask`` if not None) and the copy's state at epoch
+    ``rewind_epoch``, its batches' randomness salted with ``salt``. ``fresh_model(seed)``: the run's
+    network newly initialised from ``seed``.
     """
-    check_grasp_variant(variant)
-    net = copy.deepcopy(model).train()
-    batches = _batches(data)
-    if variant == "sanity_checking":
-        _reinit_linear(net, seed)
-        batches = _halves(batches)
-    params = prunable_parameters(net)
-    plist = list(params.values())
-    dev = _device(net)
-    g = [torch.zeros_like(p) for p in plist]
-    for x, y in batches:  # g = dL/dw, no graph kept
-        grads = torch.autograd.grad(loss_fn(net(x.to(dev)) / temperature, y.to(dev)), plist)
-        g = [a + b for a, b in zip(g, grads)]
-    net.zero_grad(set_to_none=True)
-    for x, y in batches:  # Hg = d(g^T stopgrad(g))/dw
-        grads = torch.autograd.grad(loss_fn(net(x.to(dev)) / temperature, y.to(dev)), plist, create_graph=True)
-        z = sum((a * b.detach()).sum() for a, b in zip(grads, g))
-        z.backward()
-    return {k: (p.detach() * p.grad).detach() for k, p in params.items()}
+
+    seed: int
+    pruning_batches: Callable[[], list[Batch]]
+    train_dense: Callable[[nn.Module, Mask | None, int, int], tuple[nn.Module, dict[str, torch.Tensor]]]
+    fresh_model: Callable[[int], nn.Module]
 
 
-@torch.no_grad()
-def _linearize(net: nn.Module) -> None:
-    """Replace every parameter and buffer by its absolute value (SynFlow's linearised network)."""
-    for v in net.state_dict().values():
-        v.abs_()
+def _scheme_options(sparsity: SparsityConfig, context: PruneContext) -> dict[str, Any]:
+    """The keyword options of ``layerwise_densities`` for the config's scheme: its ``scheme_options``,
+    GraSP's variant and seed when GraSP scores, and the pruning batches for a data-dependent scheme."""
+    options = dict(sparsity.scheme_options)
+    variant = options.pop("grasp_variant", None)
+    if sparsity.scheme in DATA_SCHEMES:
+        options.setdefault("data", context.pruning_batches())
+    if sparsity.uses_grasp:
+        options |= {"variant": variant, "seed": context.seed}
+    return options
 
 
-def synflow_scores(model: nn.Module, density: float = 0.1, iterations: int = 100, data: Batches | None = None,
-                   **_) -> dict[str, torch.Tensor]:
-    """SynFlow scores after iterative pruning to ``density`` over ``iterations`` rounds (data-free).
-
-    ``data`` is only used for the input shape when given; otherwise the model must expose ``in_shape``.
-    """
-    if iterations < 1:
-        raise ValueError(f"synflow iterations must be >= 1, got {iterations}")
-    net = copy.deepcopy(model).double().eval()
-    _linearize(net)
-    params = prunable_parameters(net)
-    dev = _device(net)
-    if data is not None:
-        x0 = _batches(data)[0][0]
-        shape = tuple(x0.shape[1:])
-    else:
-        shape = tuple(model.in_shape)
-    ones = torch.ones((1, *shape), dtype=torch.float64, device=dev)
-    keep = {k: torch.ones_like(p, dtype=torch.bool) for k, p in params.items()}
-    scores: dict[str, torch.Tensor] = {}
-    for it in range(1, iterations + 1):
-        with torch.no_grad():
-            for k, p in params.items():
-                p.mul_(keep[k])
-        net.zero_grad(set_to_none=True)
-        net(ones).sum().backward()
-        scores = {k: (p.grad * p).detach().abs() for k, p in params.items()}
-        target = density ** (it / iterations)
-        keep = mask_from_scores(scores, target).masks
-    return {k: s.float() * keep[k] for k, s in scores.items()}
+def random_pruning(model: nn.Module, sparsity: SparsityConfig, context: PruneContext) -> Mask:
+    """Random pruning: ``round(d_l n_l)`` weights of each layer kept uniformly at random, ``d_l`` from the scheme."""
+    densities = layerwise_densities(model, sparsity.density, sparsity.scheme, **_scheme_options(sparsity, context))
+    return random_mask(model, densities, seed=context.seed)
 
 
-SCORES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
-    "snip": snip_scores,
-    "grasp": grasp_scores,
-    "synflow": synflow_scores,
-    "magnitude": magnitude_scores,
+def saliency_pruning(model: nn.Module, sparsity: SparsityConfig, context: PruneContext) -> Mask:
+    """SNIP, GraSP or SynFlow (``sparsity.method``): the globally top-scored weights at initialisation."""
+    options: dict[str, Any] = {"data": context.pruning_batches()}
+    if sparsity.method == "grasp":
+        options |= {"variant": dict(sparsity.scheme_options)["grasp_variant"], "seed": context.seed}
+    if sparsity.method == "synflow":
+        options["density"] = sparsity.density
+    return mask_from_scores(score(model, sparsity.method, **options), sparsity.density)
+
+
+def lottery_ticket(model: nn.Module, sparsity: SparsityConfig, context: PruneContext) -> Mask:
+    """Iterative magnitude pruning: round r trains from the rewind point with the previous mask and keeps
+    the largest weights at density ``d^(r/R)``; ``model`` is rewound to the first round's epoch ``rewind_epoch``."""
+    mask = None
+    rounds = sparsity.lottery_rounds
+    for r in range(1, rounds + 1):
+        trained, rewind = context.train_dense(model, mask, sparsity.rewind_epoch, r)
+        if r == 1:
+            model.load_state_dict(rewind)
+        scores = magnitude_scores(trained)
+        if mask is not None:
+            scores = {k: s * mask.masks[k] for k, s in scores.items()}
+        mask = mask_from_scores(scores, sparsity.density ** (r / rounds))
+    return mask
+
+
+def hybrid_ticket(model: nn.Module, sparsity: SparsityConfig, context: PruneContext) -> Mask:
+    """The scheme's budget per layer, the largest trained weights inside each layer; ``model`` rewound."""
+    trained, rewind = context.train_dense(model, None, sparsity.rewind_epoch, 0)
+    densities = layerwise_densities(model, sparsity.density, sparsity.scheme, **_scheme_options(sparsity, context))
+    mask = mask_from_scores(magnitude_scores(trained), sparsity.density, per_layer=densities)
+    model.load_state_dict(rewind)
+    return mask
+
+
+#: Pruning methods by ``SparsityConfig.method`` (all but ``dense``), one signature: (model, sparsity, context) -> Mask.
+METHODS: dict[str, Callable[[nn.Module, SparsityConfig, PruneContext], Mask]] = {
+    "random": random_pruning,
+    "snip": saliency_pruning,
+    "grasp": saliency_pruning,
+    "synflow": saliency_pruning,
+    "lottery": lottery_ticket,
+    "hybrid": hybrid_ticket,
 }
 
 
-def score(model: nn.Module, criterion: str, **options) -> dict[str, torch.Tensor]:
-    """Scores of ``criterion`` (one of :data:`SCORES`) on ``model``."""
-    if criterion not in SCORES:
-        raise ValueError(f"unknown pruning score {criterion!r}; valid scores: {', '.join(SCORES)}")
-    return SCORES[criterion](model, **options)
+def rearrange(mask: Mask, model: nn.Module, context: PruneContext) -> Mask:
+    """Layer-wise rearrange: each layer's mask permuted at random, its count kept."""
+    return mask.rearranged(seed=context.seed + 1)
 
 
-def mask_from_scores(scores: dict[str, torch.Tensor], density: float, per_layer: dict[str, float] | None = None) -> Mask:
-    """Keep the top-scored weights: exactly ``round(density * N)`` globally, or, with ``per_layer``
-    densities, exactly ``round(d_l n_l)`` inside each layer (hybrid tickets).
-    """
-    check_density(density)
-    if per_layer is not None:
-        masks = {}
-        for k, s in scores.items():
-            keep = int(round(per_layer[k] * s.numel()))
-            flat = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
-            flat[torch.topk(s.flatten().float(), keep, sorted=False).indices] = True
-            masks[k] = flat.view_as(s)
-        return Mask(masks)
-    names = list(scores)
-    flat = torch.cat([scores[k].flatten().float().cpu() for k in names])
-    keep = int(round(density * flat.numel()))
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[torch.topk(flat, keep, sorted=False).indices] = True
-    masks, i = {}, 0
-    for k in names:
-        n = scores[k].numel()
-        masks[k] = chosen[i:i + n].view_as(scores[k]).to(scores[k].device)
-        i += n
-    return Mask(masks)
+def shuffle(mask: Mask, model: nn.Module, context: PruneContext) -> Mask:
+    """Layer-wise weight shuffling: the mask kept, the surviving initial weights of ``model`` permuted in place."""
+    mask.shuffle_weights_(model, seed=context.seed + 1)
+    return mask
+
+
+def reinit(mask: Mask, model: nn.Module, context: PruneContext) -> Mask:
+    """Layer-wise reinitialisation: the mask kept, ``model`` given the weights of a fresh initialisation."""
+    model.load_state_dict(context.fresh_model(context.seed + 10_000).state_dict())
+    return mask
+
+
+#: Sanity checks by ``SparsityConfig.sanity``, one signature: (mask, model, context) -> Mask.
+SANITY_CHECKS: dict[str, Callable[[Mask, nn.Module, PruneContext], Mask]] = {
+    "none": lambda mask, model, context: mask,
+    "rearrange": rearrange,
+    "shuffle": shuffle,
+    "reinit": reinit,
+}
+
+
+def prune(model: nn.Module, sparsity: SparsityConfig, context: PruneContext) -> Mask:
+    """The mask of ``sparsity`` (a sparse method) for ``model``, its sanity check applied."""
+    if sparsity.method not in METHODS:
+        raise ValueError(f"method: no mask for {sparsity.method!r}; valid methods: {', '.join(METHODS)}")
+    mask = METHODS[sparsity.method](model, sparsity, context)
+    return SANITY_CHECKS[sparsity.sanity](mask, model, context)

@@ -10,7 +10,9 @@ default 1), whatever machine or executor it runs on, and records it in its metri
 same config, seed, torch version and thread count give bit-identical masks and metrics; the
 parallelism of a grid comes from running several runs at once (:mod:`rplib.executors`), not from
 threads inside one run. On GPU, masks are identical and metrics agree up to the non-determinism
-of CUDA kernels.
+of CUDA kernels and of bf16 autocast (:class:`FastPath`).
+
+A grid of runs is :func:`rplib.grid.run_grid`, one layer above.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,17 +38,15 @@ from tqdm import tqdm  # bars only on a terminal; tqdm.auto warns inside kernels
 from . import data as rdata
 from . import distributed as rdist
 from . import evaluate as revaluate
+from . import pruning
 from .config import RunConfig
 from .dst import DynamicSparsity
+from .masks import Mask, random_mask
 from .models import build, prunable_parameters
-from .pruning import magnitude_scores, mask_from_scores, score
-from .sparsity import Mask, layerwise_densities, random_mask
+from .sparsity import layerwise_densities
 from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
 
-if TYPE_CHECKING:
-    from .executors import Executor
-
-__all__ = ["run", "run_grid", "Result", "to_frame", "resolve_device", "count_flops", "run_threads", "time_epoch"]
+__all__ = ["run", "Result", "FastPath", "resolve_device", "count_flops", "run_threads", "show_progress", "time_epoch"]
 
 _REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
 _CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step")
@@ -90,6 +90,62 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """The trainer's speed choices for accelerators; none is part of a run's config or hash.
+
+    ``channels_last``: networks of image data (inputs of shape (C, H, W)) train in the channels_last
+    memory format and each 4-D batch is converted as it comes; ``bf16``: the forward passes of
+    training and of the accuracy evaluation run under bfloat16 autocast (weights, gradients and the
+    optimizer stay float32). :meth:`resolve` switches both on for a CUDA device and off otherwise,
+    unless ``RPLIB_FAST_PATH`` says otherwise: ``auto`` (the default), ``on``, ``off``, or a comma list
+    of ``channels_last`` and ``bf16`` (tests switch them on on the CPU). A run that trains with either
+    on records it in its metrics (``fast_path``); on the CPU its metrics then differ from those of the
+    default path under the same hash, as a GPU run's do.
+
+    Masks do not depend on it: a run draws its mask (scores, tickets' magnitudes, sanity checks) before
+    converting the network, and scores are computed in float32 on a contiguous copy
+    (:mod:`rplib.scores`); the dense trainings of lottery and hybrid tickets are training, and use it.
+    The data follows the device, not these settings: bundles are resident on the run's device, and
+    streamed ImageNet batches are pinned and copied without blocking on CUDA only (no-ops on the CPU).
+    """
+
+    channels_last: bool = False
+    bf16: bool = False
+
+    @classmethod
+    def resolve(cls, device: torch.device, setting: str | None = None) -> FastPath:
+        """The fast path for ``device`` under ``setting`` (default: ``$RPLIB_FAST_PATH``, else ``auto``)."""
+        text = os.environ.get("RPLIB_FAST_PATH", "auto") if setting is None else setting
+        words = [w.strip() for w in text.split(",")]
+        if words in (["auto"], ["on"], ["off"]):
+            on = {"auto": device.type == "cuda", "on": True, "off": False}[words[0]]
+            return cls(channels_last=on, bf16=on)
+        if not set(words) <= {"channels_last", "bf16"}:
+            raise ValueError(f"RPLIB_FAST_PATH must be one of auto, on, off or a comma list of channels_last, bf16; "
+                             f"got {text!r}")
+        return cls(channels_last="channels_last" in words, bf16="bf16" in words)
+
+    @property
+    def names(self) -> list[str]:
+        """The choices switched on, e.g. ``["channels_last", "bf16"]``."""
+        return [name for name in ("channels_last", "bf16") if getattr(self, name)]
+
+    def prepare(self, model: nn.Module, in_shape: Sequence[int]) -> nn.Module:
+        """``model`` (in place) in the channels_last memory format when it is on and the inputs are images."""
+        if self.channels_last and len(in_shape) == 3:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of inputs in the memory format the network trains in."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast region of forward passes on ``device``: bf16 when on, disabled otherwise."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
 def run_threads() -> int:
     """The intra-op thread count every run trains with: ``RPLIB_THREADS`` (default 1)."""
     text = os.environ.get("RPLIB_THREADS", "1")
@@ -125,7 +181,8 @@ def _load_checkpoint(rd: RunDir, device: torch.device) -> dict[str, Any] | None:
                      f"from scratch (rm {rd.checkpoint})")
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
+    """``progress`` if given, else whether to draw progress bars: on a terminal, outside CI."""
     if progress is not None:
         return progress
     return sys.stderr.isatty() and not os.environ.get("CI")
@@ -177,8 +234,9 @@ def _param_counts(model: nn.Module, mask: Mask | None) -> dict[str, int]:
 
 
 class _Trainer:
-    def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device):
+    def __init__(self, cfg: RunConfig, bundle: rdata.DataBundle, device: torch.device, fast: FastPath | None = None):
         self.cfg, self.bundle, self.device = cfg, bundle, device
+        self.fast = fast if fast is not None else FastPath.resolve(device)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
         self.steps_per_epoch = self.steps(bundle.num_examples("train"), cfg.optim.batch_size)
 
@@ -209,14 +267,12 @@ class _Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = 0
-        use_bf16 = self.device.type == "cuda"
         for i, (x, y) in enumerate(batches):
             step += 1
             for group in opt.param_groups:
                 group["lr"] = o.lr_at(epoch + i / self.steps_per_epoch)
-            if use_bf16 and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            x = self.fast.batch(x)
+            with self.fast.autocast(self.device):
                 out = model(x)
                 loss = self.loss_fn(out, y)
             opt.zero_grad(set_to_none=False)
@@ -244,8 +300,8 @@ class _Trainer:
         model.eval()
         loss_sum, correct, n = 0.0, 0, 0
         for x, y in self.bundle.batches(split, 1000):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                out = model(x).float()
+            with self.fast.autocast(self.device):
+                out = model(self.fast.batch(x)).float()
             loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
             correct += int((out.argmax(1) == y).sum())
             n += len(y)
@@ -258,7 +314,7 @@ class _Trainer:
         With several ``ranks`` the copy trains data-parallel like the run itself (each rank its shard of
         every global batch), so its weights, and the mask drawn from them, are the same on every rank.
         """
-        net = copy.deepcopy(model)
+        net = self.fast.prepare(copy.deepcopy(model), self.bundle.in_shape)
         opt = self.optimizer(net)
         handle = mask.attach(net, opt) if mask is not None else None
         parallel = _data_parallel(net, ranks, self.device)
@@ -283,7 +339,7 @@ def time_epoch(cfg: RunConfig, steps: int = 20, warmup: int = 3) -> float:
     sparse; ``warmup`` untimed steps come first. The time per step is scaled to the training split's
     steps per epoch, and the validation pass is timed on the synthetic split and scaled to the real one.
     Not counted: loading the data, drawing the mask (a lottery ticket's dense trainings count as
-    epochs, see :func:`rplib.plan.run_epochs`), DST updates and the final evaluation.
+    epochs, see :func:`rplib.cost.run_epochs`), DST updates and the final evaluation.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"time_epoch needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
@@ -294,9 +350,8 @@ def time_epoch(cfg: RunConfig, steps: int = 20, warmup: int = 3) -> float:
     with _intra_op_threads(run_threads()), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options()).to(device)
-        if device.type == "cuda" and len(bundle.in_shape) == 3:
-            model.to(memory_format=torch.channels_last)
         trainer = _Trainer(cfg, bundle, device)
+        trainer.fast.prepare(model, bundle.in_shape)
         opt = trainer.optimizer(model)
         if cfg.sparsity.sparse:
             dens = layerwise_densities(model, cfg.sparsity.density, "uniform")
@@ -341,60 +396,49 @@ def _pruning_batches(cfg: RunConfig, bundle: rdata.DataBundle) -> list[tuple[tor
     return out
 
 
+def _build_model(cfg: RunConfig, bundle: rdata.DataBundle, seed: int) -> nn.Module:
+    """The config's network on the CPU, initialised from ``seed`` (the global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
+
+
 def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle,
                ranks: rdist.Ranks = rdist.SINGLE) -> tuple[Mask | None, nn.Module]:
     """The mask of ``cfg.sparsity`` on ``model`` (which holds the initial weights); returns (mask, model to train).
 
-    Lottery and hybrid tickets pre-train data-parallel over ``ranks``; the other methods need no training.
+    The method and sanity check are :func:`rplib.pruning.prune`'s; lottery and hybrid tickets
+    pre-train data-parallel over ``ranks``.
     """
-    sp = cfg.sparsity
-    if not sp.sparse:
+    if not cfg.sparsity.sparse:
         return None, model
-    opts = dict(sp.scheme_options)
-    # the GraSP scorer's options: the config's variant, and the run's seed for its private re-initialisation
-    grasp = {"variant": opts.pop("grasp_variant"), "seed": cfg.seed} if sp.uses_grasp else {}
-    if sp.method == "random":
-        if sp.scheme in ("snip", "grasp", "synflow"):
-            opts.setdefault("data", _pruning_batches(cfg, bundle))
-        dens = layerwise_densities(model, sp.density, sp.scheme, **opts, **grasp)
-        mask = random_mask(model, dens, seed=cfg.seed)
-    elif sp.method in ("snip", "grasp", "synflow"):
-        kw = {"data": _pruning_batches(cfg, bundle), **grasp}
-        if sp.method == "synflow":
-            kw["density"] = sp.density
-        mask = mask_from_scores(score(model, sp.method, **kw), sp.density)
-    elif sp.method == "lottery":
-        mask = None
-        for r in range(1, sp.lottery_rounds + 1):  # round r trains from the rewind point with the previous mask
-            trained, rewind = trainer.train_dense_copy(model, mask, cfg.optim.epochs, sp.rewind_epoch, r, ranks)
-            if r == 1:
-                model.load_state_dict(rewind)
-            scores = magnitude_scores(trained)
-            if mask is not None:
-                scores = {k: s * mask.masks[k] for k, s in scores.items()}
-            mask = mask_from_scores(scores, sp.density ** (r / sp.lottery_rounds))
-    else:  # hybrid: scheme budgets per layer, magnitude inside each layer
-        trained, rewind = trainer.train_dense_copy(model, None, cfg.optim.epochs, sp.rewind_epoch, 0, ranks)
-        if sp.scheme in ("snip", "grasp", "synflow"):
-            opts.setdefault("data", _pruning_batches(cfg, bundle))
-        dens = layerwise_densities(model, sp.density, sp.scheme, **opts, **grasp)
-        mask = mask_from_scores(magnitude_scores(trained), sp.density, per_layer=dens)
-        model.load_state_dict(rewind)
-    if sp.sanity == "rearrange":
-        mask = mask.rearranged(seed=cfg.seed + 1)
-    elif sp.sanity == "shuffle":
-        mask.shuffle_weights_(model, seed=cfg.seed + 1)
-    elif sp.sanity == "reinit":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 10_000)
-            fresh = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
-        model.load_state_dict(fresh.state_dict())
+    context = pruning.PruneContext(
+        seed=cfg.seed,
+        pruning_batches=lambda: _pruning_batches(cfg, bundle),
+        train_dense=lambda net, mask, rewind_epoch, salt: trainer.train_dense_copy(
+            net, mask, cfg.optim.epochs, rewind_epoch, salt, ranks),
+        fresh_model=lambda seed: _build_model(cfg, bundle, seed))
+    mask = pruning.prune(model, cfg.sparsity, context)
     return mask.to(next(model.parameters()).device), model
 
 
-def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> Result | None:
+def _initial_network(cfg: RunConfig, bundle: rdata.DataBundle, trainer: _Trainer, ranks: rdist.Ranks = rdist.SINGLE,
+                     ckpt: dict[str, Any] | None = None) -> tuple[nn.Module, Mask | None]:
+    """The network a run trains and its mask (None when dense), the mask drawn on the freshly initialised
+    float32 network (or read from ``ckpt``) before the trainer's fast path converts the network."""
+    model = _build_model(cfg, bundle, cfg.seed).to(trainer.device)
+    if ckpt is None:
+        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
+    else:
+        mask = Mask(ckpt["mask"]).to(trainer.device) if ckpt["mask"] is not None else None
+    return trainer.fast.prepare(model, bundle.in_shape), mask
+
+
+def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
+           fast: FastPath | None = None) -> Result | None:
     """Train ``cfg`` into ``rd``; under torchrun this is one rank of a data-parallel run, and only rank 0
-    evaluates, writes files and returns the result (the other ranks return None)."""
+    evaluates, writes files and returns the result (the other ranks return None). The mask is drawn
+    before ``fast`` (default: :meth:`FastPath.resolve`) converts the network."""
     ranks, device = rdist.setup(device)
     rdist.shard_size(cfg.optim.batch_size, ranks.world_size)
     t0 = time.perf_counter()
@@ -403,20 +447,11 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
     bundle = rdata.load(cfg.data, device)
     if ranks.is_main:
         ranks.barrier()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
-    model.to(device)
-    if device.type == "cuda" and len(bundle.in_shape) == 3:
-        model.to(memory_format=torch.channels_last)
-    trainer = _Trainer(cfg, bundle, device)
+    trainer = _Trainer(cfg, bundle, device, fast)
     o = cfg.optim
 
     ckpt = _load_checkpoint(rd, device)
-    if ckpt is None:
-        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
-    else:
-        mask = Mask(ckpt["mask"]).to(device) if ckpt["mask"] is not None else None
+    model, mask = _initial_network(cfg, bundle, trainer, ranks, ckpt)
     opt = trainer.optimizer(model)
     if mask is not None:
         mask.check_fits(model)
@@ -478,6 +513,8 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
                                "epochs": o.epochs, "steps": step, "device": str(device),
                                "torch": torch.__version__, "threads": torch.get_num_threads(), "hash": rd.hash,
                                "world_size": ranks.world_size, "process_group": ranks.backend}
+    if trainer.fast.names:
+        metrics["fast_path"] = trainer.fast.names
     if bundle.val is not None:
         metrics["val_accuracy"] = history[-1]["val_accuracy"]
     metrics |= _param_counts(model, mask)
@@ -506,11 +543,12 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
         raise TypeError(f"run() takes a RunConfig, got {type(config).__name__}")
     rd = RunDir(root if root is not None else default_root(), config.hash)
     device = resolve_device(config.device)  # before anything is written
+    fast = FastPath.resolve(device)
     threads = run_threads()
     ranks, _ = rdist.setup(device)
     if ranks.distributed:
         with _intra_op_threads(threads):
-            return _run_ranks(config, rd, device, _show_progress(progress), ranks)
+            return _run_ranks(config, rd, device, show_progress(progress), ranks, fast)
     if rd.finished():
         return Result.load(rd)
     with rd.lock():
@@ -519,10 +557,11 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
         rd.remove_temporary_files()
         atomic_write_json(rd.config, config.to_dict())
         with _intra_op_threads(threads):
-            return _train(config, rd, device, _show_progress(progress))
+            return _train(config, rd, device, show_progress(progress), fast)
 
 
-def _run_ranks(config: RunConfig, rd: RunDir, device: torch.device, progress: bool, ranks: rdist.Ranks) -> Result:
+def _run_ranks(config: RunConfig, rd: RunDir, device: torch.device, progress: bool, ranks: rdist.Ranks,
+               fast: FastPath) -> Result:
     """:func:`run` on one rank of a data-parallel run: rank 0 holds the lock and writes every file, the
     other ranks train their shards and wait at barriers; every rank returns rank 0's stored result."""
     with rd.lock() if ranks.is_main else contextlib.nullcontext():
@@ -531,38 +570,6 @@ def _run_ranks(config: RunConfig, rd: RunDir, device: torch.device, progress: bo
                 rd.remove_temporary_files()
                 atomic_write_json(rd.config, config.to_dict())
             ranks.barrier()  # no rank reads the run directory before rank 0 has written its config
-            _train(config, rd, device, progress and ranks.is_main)
+            _train(config, rd, device, progress and ranks.is_main, fast)
         ranks.barrier()
     return Result.load(rd)
-
-
-def run_grid(configs: Iterable[RunConfig], root: str | Path | None = None, progress: bool | None = None,
-             executor: Executor | str | None = None) -> list[Result]:
-    """Results of ``configs`` in input order; only unfinished runs are trained, each identical config once.
-
-    ``executor`` (default: ``$RPLIB_EXECUTOR``, else ``serial``) is where they run: ``serial``,
-    ``local``, ``slurm``, ``dask`` or an :class:`rplib.executors.Executor` (see that module). A
-    progress bar counts finished runs; failed runs raise one :class:`rplib.executors.GridError`
-    after all the others have finished.
-    """
-    from .executors import execute_grid
-
-    return execute_grid(configs, root if root is not None else default_root(), _show_progress(progress), executor)
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-def to_frame(results: Sequence[Result]):
-    """A pandas DataFrame: one row per run, dotted config columns (``sparsity.density``) plus flattened metrics."""
-    import pandas as pd
-
-    rows = [_flatten(r.config.to_dict()) | _flatten(r.metrics) for r in results]
-    return pd.DataFrame(rows)

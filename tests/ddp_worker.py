@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from rplib import distributed, store, train
+from rplib import distributed, pruning, store, train
 from rplib.config import RunConfig
 from rplib.dst import DynamicSparsity
 from rplib.sparsity import Mask
@@ -75,8 +75,8 @@ def main(argv: list[str]) -> None:
     store._atomic = recording_atomic
 
     if "--skew-seed" in argv and rank:
-        random_mask = train.random_mask
-        train.random_mask = lambda model, dens, seed: random_mask(model, dens, seed + 1000 * rank)
+        random_mask = pruning.random_mask
+        pruning.random_mask = lambda model, dens, seed: random_mask(model, dens, seed + 1000 * rank)
     if "--no-broadcast" in argv:
         distributed.Ranks.broadcast_ = lambda self, tensors: None
     if "--keep-epoch" in argv:

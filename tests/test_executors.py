@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from rplib import train
+from rplib import grid, train
 from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig
 from rplib.executors import Executor, GridError, from_settings
@@ -65,7 +65,7 @@ def serial(tmp_path_factory) -> dict[str, train.Result]:
     """The grid run serially in this process: the reference of every executor."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    results = train.run_grid(GRID, root=tmp_path_factory.mktemp("serial"), executor="serial")
+    results = grid.run_grid(GRID, root=tmp_path_factory.mktemp("serial"), executor="serial")
     torch.set_num_threads(threads)
     return {r.path.name: r for r in results}
 
@@ -103,7 +103,7 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, monkeypatch, env, mess
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ValueError) as info:
-        train.run_grid(GRID, root=tmp_path / "runs")
+        grid.run_grid(GRID, root=tmp_path / "runs")
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "runs").exists()
 
@@ -129,11 +129,11 @@ def test_local_pool_equals_serial_reruns_only_unfinished_and_names_failures(tmp_
     root = tmp_path / "runs"
     bad = broken(tmp_path)
     with pytest.raises(GridError) as info:
-        train.run_grid([*GRID, GRID[0], bad], root=root)  # a duplicate runs once
+        grid.run_grid([*GRID, GRID[0], bad], root=root)  # a duplicate runs once
     assert_failure_named(info.value, bad, root)
     assert "ValueError" in str(info.value)
     mtimes = {c.hash: RunDir(root, c.hash).metrics.stat().st_mtime_ns for c in GRID}
-    results = train.run_grid([*GRID, GRID[1]], root=root)  # all finished: nothing is submitted
+    results = grid.run_grid([*GRID, GRID[1]], root=root)  # all finished: nothing is submitted
     assert_same_as_serial(results[:-1], serial)
     assert results[-1].path == results[1].path
     assert {c.hash: RunDir(root, c.hash).metrics.stat().st_mtime_ns for c in GRID} == mtimes
@@ -167,7 +167,7 @@ def test_unfinished_runs_are_submitted_longest_first(tmp_path):
                 done(cfg, RuntimeError("not run"))
 
     with pytest.raises(GridError):
-        train.run_grid([*GRID, lottery], root=tmp_path, executor=Record())
+        grid.run_grid([*GRID, lottery], root=tmp_path, executor=Record())
     assert submitted == [lottery, *GRID]
 
 
@@ -245,10 +245,10 @@ def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, seria
     root = tmp_path / "runs"
     bad = broken(tmp_path)
     with pytest.raises(GridError) as info:
-        train.run_grid([*GRID, bad], root=root)
+        grid.run_grid([*GRID, bad], root=root)
     assert_failure_named(info.value, bad, root)
     assert "Slurm job" in str(info.value)
-    assert_same_as_serial(train.run_grid(GRID, root=root), serial)
+    assert_same_as_serial(grid.run_grid(GRID, root=root), serial)
 
 
 def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
@@ -262,7 +262,7 @@ def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
 
     def first_attempt() -> None:
         try:
-            train.run_grid([cfg], root=root)
+            grid.run_grid([cfg], root=root)
         except BaseException as e:  # noqa: BLE001 - examined below
             outcome["error"] = e
 
@@ -284,7 +284,7 @@ def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
     before = torch.load(rd.checkpoint, weights_only=False)
     assert 1 <= before["epoch"] < cfg.optim.epochs
 
-    resumed = train.run_grid([cfg], root=root)[0]
+    resumed = grid.run_grid([cfg], root=root)[0]
     # the epochs before the cancellation are kept as they were (timings included): resumed, not restarted
     assert resumed.history[: before["epoch"]] == before["history"]
     reference = train.run(cfg, root=tmp_path / "uninterrupted")
@@ -304,9 +304,9 @@ def test_dask_cluster_equals_serial_and_names_failures(tmp_path, monkeypatch, se
         root = tmp_path / "runs"
         bad = broken(tmp_path)
         with pytest.raises(GridError) as info:
-            train.run_grid([*GRID, bad], root=root)
+            grid.run_grid([*GRID, bad], root=root)
         assert_failure_named(info.value, bad, root)
-        assert_same_as_serial(train.run_grid(GRID, root=root), serial)
+        assert_same_as_serial(grid.run_grid(GRID, root=root), serial)
 
 
 def test_book_checks_the_executor_before_any_chapter(monkeypatch):

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from rplib import pruning, train
+from rplib import scores as rscores, train
 from rplib.config import RunConfig
-from rplib.pruning import GRASP_VARIANTS, grasp_scores, mask_from_scores
+from rplib.masks import mask_from_scores
+from rplib.scores import GRASP_VARIANTS, grasp_scores
 from rplib.sparsity import layerwise_densities
 
 
@@ -181,7 +182,7 @@ def test_a_run_passes_its_variant_and_seed_to_the_scorer(monkeypatch, changes):
         calls.append({k: kw[k] for k in ("variant", "seed")})
         return grasp_scores(model, **kw)
 
-    monkeypatch.setitem(pruning.SCORES, "grasp", recording)
+    monkeypatch.setitem(rscores.SCORES, "grasp", recording)
     cfg = RunConfig().with_({"data.name": "mnist1d", "data.num_samples": 200, "model.name": "cnn1d",
                              "sparsity.density": 0.2, "seed": 3, "device": "cpu", **changes})
     bundle = rdata.load(cfg.data, torch.device("cpu"))

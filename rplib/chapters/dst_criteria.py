@@ -131,7 +131,7 @@ def grid(p: Params) -> list[RunConfig]:
 
 def run(configs: list[RunConfig], root: str) -> dict:
     """Train the ``configs`` (those not finished in the store ``root``; the others are read): ``{hash: Result}``."""
-    from ..train import run_grid
+    from ..grid import run_grid
 
     return {r.config.hash: r for r in run_grid(configs, root=root)}
 
@@ -140,7 +140,7 @@ def frame(results: dict) -> pd.DataFrame:
     """One row per run: the flat config and metrics plus ``seed``, ``density``, ``criterion`` (``static`` for
     static training), ``growth`` (``none`` for static), ``update_period`` (0 for static) and ``accuracy``
     (final test accuracy in percent)."""
-    from ..train import to_frame
+    from ..grid import to_frame
 
     df = to_frame(list(results.values()))
     static = df["dst.drop"] == "none"
@@ -347,7 +347,7 @@ def drop_set_similarity(results: dict, p: Params) -> pd.DataFrame:
     per layer, averaged over the sparse layers."""
     import torch
 
-    from ..sparsity import Mask
+    from ..masks import Mask
 
     probe = results[config(p, p.densities[0], 0, "magnitude", p.growths[0]).hash]
     bundle = rdata.load(probe.config.data)

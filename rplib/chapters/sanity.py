@@ -170,7 +170,7 @@ _LABELS = ["network", "density", "method", "variant"]
 
 def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Sequence[Any]) -> pd.DataFrame:
     """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``kept_density`` and ``hash``."""
-    from ..train import to_frame
+    from ..grid import to_frame
 
     if len(grid) != len(results):
         raise ValueError(f"build_frame: {len(grid)} grid entries but {len(results)} results")

@@ -209,7 +209,7 @@ def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
 
     ``networks`` defaults to the smallest and the largest network of the grid (by prunable weights);
     seeds ``0 .. seeds-1``. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
-    :func:`rplib.train.run_grid` and summarise with :func:`epoch_check`.
+    :func:`rplib.grid.run_grid` and summarise with :func:`epoch_check`.
     """
     if factor < 2 or seeds < 1:
         raise ValueError(f"epoch_check_grid needs factor >= 2 and seeds >= 1, got factor={factor}, seeds={seeds}")

@@ -146,7 +146,7 @@ def describe(net: Network, p: Params) -> str:
 def results_frame(results: Sequence) -> pd.DataFrame:
     """One row per run: ``scheme`` (``dense`` for the dense network), ``sparsity`` (0 for dense), ``seed``,
     final-epoch test ``accuracy`` in percent and the run's ``hash``."""
-    from ..train import to_frame
+    from ..grid import to_frame
 
     raw = to_frame(results)
     dense = raw["sparsity.method"] == "dense"
