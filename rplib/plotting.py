@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import mean_interval
+from .numbers import cell, fixed
 
 __all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "use_style", "color", "linestyle", "figure_legend",
            "mean_ci", "ci95_halfwidth", "mean_ci_table", "errorbar_plot", "heatmap", "provenance"]
@@ -89,12 +90,14 @@ STYLE: dict[str, object] = {
 
 
 def use_style() -> None:
-    """Apply :data:`STYLE`; inside IPython also select the inline backend with retina PNG output.
+    """Apply :data:`STYLE` and the book's float format in tables (:func:`rplib.numbers.cell`: ``0.01``, not
+    ``0.0100``); inside IPython also select the inline backend with retina PNG output.
 
     The inline backend is selected explicitly so that figures show even when ``MPLBACKEND=Agg``
     is set in the environment (as ``make`` does).
     """
     mpl.rcParams.update(STYLE)
+    pd.set_option("display.float_format", cell)
     try:
         from IPython import get_ipython
     except ImportError:
@@ -138,15 +141,17 @@ def figure_legend(fig: plt.Figure, title: str | None = None, ncols: int | None =
 
 
 def mean_ci(values: Iterable[float], digits: int = 1) -> str:
-    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2."""
+    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2.
+
+    ``digits`` decimals for all three (:func:`rplib.numbers.fixed`: a value that rounds to zero is ``0``)."""
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return ""
     mean, low, high = mean_interval(x)
     if x.size < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return fixed(mean, digits)
+    return f"{fixed(mean, digits)} [{fixed(low, digits)}, {fixed(high, digits)}]"
 
 
 def ci95_halfwidth(values: Iterable[float]) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,6 +139,64 @@ def test_committed_chapters_are_complete_published_executions(name: str):
     assert all(c.execution_count is not None for c in code), f"book/{name}.ipynb: a cell was not executed"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"book/{name}.ipynb: error output"
     assert nb.metadata.papermill.exception in (None, False)
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|tmp|home|Users|usr|opt|var|mnt|private)/")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _published_text(nb: nbformat.NotebookNode) -> str:
+    """Everything of a notebook but its images: metadata, sources and text outputs."""
+    nb = json.loads(json.dumps(nb))
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            o["data"] = {k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}
+    return json.dumps(nb)
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_published_chapters_carry_no_machine_path_and_no_timestamp(name: str):
+    text = _published_text(nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4))
+    assert not ABSOLUTE_PATH.search(text), f"book/{name}.ipynb: {ABSOLUTE_PATH.search(text).group(0)!r}..."
+    assert not TIMESTAMP.search(text), f"book/{name}.ipynb: timestamp {TIMESTAMP.search(text).group(0)!r}"
+
+
+def test_strip_machine_details_removes_paths_and_timings(tmp_path: Path):
+    cell = nbformat.v4.new_code_cell("print(1)", metadata={
+        "execution": {"iopub.status.busy": "2026-01-01T00:00:00Z"},
+        "papermill": {"start_time": "2026-01-01T00:00:00", "end_time": "x", "duration": 1.0, "status": "completed"}})
+    cell.outputs = [nbformat.v4.new_output("stream", text=f"read {tmp_path}/runs/abc\n"),
+                    nbformat.v4.new_output("display_data", data={"text/plain": f"{tmp_path}"})]
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"papermill": {
+        "input_path": f"{tmp_path}/notebooks/a.ipynb", "output_path": "/x/y", "start_time": "t", "end_time": "t",
+        "duration": 3.0, "environment_variables": {}, "parameters": {"x": 2}, "exception": None}})
+    book.strip_machine_details(nb, tmp_path)
+    assert nb.metadata.papermill == {"parameters": {"x": 2}, "exception": None}
+    assert "execution" not in cell.metadata and cell.metadata.papermill == {"status": "completed"}
+    assert cell.outputs[0].text == "read runs/abc\n" and cell.outputs[1].data["text/plain"] == "."
+
+
+def _shown_parameters(nb: nbformat.NotebookNode) -> dict:
+    """The parameters table a reader sees on a chapter's page: name -> the value, read back as a Python literal."""
+    shown = [c for c in nb.cells if c.get("id") == book.PARAMETERS_CELL_ID]
+    assert len(shown) == 1, "no parameters table on the page"
+    rows = re.findall(r"^\| `(\w+)` \| `(.*?)` \|", shown[0].source, flags=re.M)
+    return {name: ast.literal_eval(value) for name, value in rows}
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_each_chapter_shows_the_parameters_it_ran_with(name: str):
+    nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+    executed: dict = {}
+    (defaults,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    exec(defaults.source, {}, executed)  # the cell's defaults, as the kernel saw them ...
+    executed.pop("__annotations__", None)
+    executed |= dict(nb.metadata.papermill.parameters)  # ... overridden by the profile's injected values
+    assert _shown_parameters(nb) == executed
+    table = next(c for c in nb.cells if c.get("id") == book.PARAMETERS_CELL_ID)
+    assert f"profile `{book.PUBLISHED}`" in table.source
+    hidden = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    assert hidden and all("remove-cell" in c.metadata.tags for c in hidden), "papermill's cells are still shown"
 
 
 def test_root_command_prints_the_folder_to_render(tmp_path: Path, capsys):
