@@ -9,8 +9,9 @@
   ``16.3 [15.1, 17.6]`` points, ``0.0026 [-0.0051, 0.0104]`` ECE.
 * :func:`cell` -- the float format of the book's tables (``pandas.options.display.float_format``).
 
-A missing value (NaN) is written as :data:`EMPTY`, never as ``nan``: where there is nothing to show, the page
-shows nothing. The rounding is Python's (round half to even on the binary value), as in ``format``.
+A missing value (NaN) is written as :data:`EMPTY`, an en dash, never as ``nan``: where there is nothing to show,
+the page says so without a number. The rounding is Python's (round half to even on the binary value), as in
+``format``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 __all__ = ["EMPTY", "fixed", "significant", "interval", "cell"]
 
 #: What a missing number prints as.
-EMPTY = ""
+EMPTY = "\u2013"
 _MAX_DECIMALS = 6
 
 
