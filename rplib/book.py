@@ -356,7 +356,8 @@ def _table_text(text: str) -> str:
 def parameters_markdown(values: dict[str, Any], helps: dict[str, str], profile: str) -> str:
     """The parameters a chapter ran with, as the page shows them: one row per parameter, the value as a Python
     literal (what the ``parameters`` cell would say), and its help text, under the profile's name."""
-    rows = "\n".join(f"| `{name}` | `{value!r}` | {_table_text(helps.get(name, ''))} |" for name, value in values.items())
+    rows = "\n".join(f"| `{name}` | `{value!r}` | {_table_text(helps.get(name, ''))} |"
+                     for name, value in values.items())
     return (f":::{{admonition}} Parameters of this page: profile `{profile}`\n:class: note\n\n"
             f"The values this chapter was executed with (`python -m rplib.book execute --profile {profile}`); "
             "the notebook's own defaults are the `smoke` profile.\n\n"
@@ -386,7 +387,7 @@ def _publishable(path: Path, profile: str, root: Path) -> None:
     for i, cell in enumerate(nb.cells):
         tags = cell.metadata.setdefault("tags", [])
         if {"parameters", "injected-parameters"} & set(tags):
-            cell.metadata["tags"] = [t for t in tags if t != "hide-input"] + ["remove-cell"] * ("remove-cell" not in tags)
+            cell.metadata["tags"] = [t for t in tags if t not in ("hide-input", "remove-cell")] + ["remove-cell"]
             last = i + 1
     nb.cells.insert(last, table)
     nbformat.write(strip_machine_details(nb, root), path)

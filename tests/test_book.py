@@ -352,8 +352,8 @@ def test_category_and_level_colours_are_distinct_and_colour_blind_safe():
 def test_robustness_figure_gives_each_sparsity_its_own_colour():
     from rplib.chapters import robustness
 
-    rows = [{"model": "mlp", "attack": "fgsm", "sparsity": s, "eps": e, "seed": k, "robust accuracy": 50.0 - 100 * s * e}
-            for s in (0.0, 0.5, 0.9, 0.95) for e in (0.0, 0.1) for k in range(2)]
+    rows = [{"model": "mlp", "attack": "fgsm", "sparsity": s, "eps": e, "seed": k,
+             "robust accuracy": 50.0 - 100 * s * e} for s in (0.0, 0.5, 0.9, 0.95) for e in (0.0, 0.1) for k in range(2)]
     params = type("P", (), {"models": ["mlp"], "attacks": ["fgsm"], "epsilons": [0.0, 0.1], "dataset": "digits",
                             "scheme": "erk"})()
     fig = robustness.plot_robustness(pd.DataFrame(rows), params)
