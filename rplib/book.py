@@ -9,7 +9,9 @@
     ``_build/profiles/<profile>/book/`` beside copies of ``_config.yml``, ``_toc.yml`` and the book's
     other pages, a book of their own. A chapter replaces its executed copy only once its execution
     finished (temp file, then atomic rename); a failed execution is kept in
-    ``_build/failed/<profile>/<name>.ipynb``.
+    ``_build/failed/<profile>/<name>.ipynb``. A finished chapter shows the parameters it ran with as a
+    table under the profile's name (papermill's parameter cells stay in the notebook, off the page) and
+    carries no machine paths or timestamps.
 ``python -m rplib.book root --profile PROFILE``
     prints the folder to render with ``jupyter-book build`` for that profile.
 ``python -m rplib.book refresh [--only NAME ...]``
@@ -34,15 +36,13 @@ Adding a chapter ``NN_name``:
    ``hide-input`` so that at most 80 code lines show;
 2. add one line ``- file: book/NN_name`` to ``_toc.yml`` under the caption ``Chapters``;
 3. add an entry ``NN_name: {cpu: {...}, paper: {...}}`` to ``notebooks/profiles.yml``;
-4. run ``python -m rplib.book refresh --only NN_name`` and ``python -m rplib.book findings --profile PROFILE``
-    rewrites ``book/findings.md`` of the profile's book from the verdicts its executed chapters
-    glued (``execute`` does this after the chapters ran).
-``python -m rplib.book check``.
+4. run ``python -m rplib.book refresh --only NN_name`` and ``python -m rplib.book check``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import shutil
 import sys
@@ -58,7 +58,7 @@ from .profiles import (OVERRIDABLE, PROFILES, chapters, check_profile, load_prof
 
 __all__ = ["PROFILES", "PUBLISHED", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
            "check", "button_problems", "book_root", "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes",
-           "execute", "refresh", "main"]
+           "execute", "refresh", "main", "strip_machine_details", "parameters_markdown", "executed_parameters"]
 
 PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published
 KERNEL = "python3"
@@ -155,8 +155,8 @@ with its 95% confidence interval; {doc}`verdicts` states the rules, which were f
 chapter ran. Three rules choose a criterion or a reference on the same seeds they score; each of
 their chapters also reports a check, not declared in advance, that makes the choice on the other
 seeds, and where the rule reaches another verdict on that check's effect the verdict column says so.
-This page is written from the executed chapters by `python -m rplib.book findings`; do not edit it
-by hand.
+
+% written from the executed chapters by `python -m rplib.book findings`; do not edit by hand
 
 | claim | chapter | verdict | effect, mean [95% CI] | n |
 |---|---|---|---|---|
@@ -226,16 +226,85 @@ def write_sizes(root: Path | str = ".") -> Path:
                               sizes_markdown(root))
 
 
-def _fold_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-input``: the profile's values stay one toggle away."""
+#: papermill's notebook metadata that names the executing machine's paths or the hour it ran.
+_MACHINE_METADATA = ("input_path", "output_path", "start_time", "end_time", "duration", "environment_variables")
+#: Cell metadata with the hour a cell ran: papermill's timings and the kernel's ``execution`` timestamps.
+_CELL_TIMINGS = ("start_time", "end_time", "duration")
+PARAMETERS_CELL_ID = "rplib-parameters"
+
+
+def strip_machine_details(nb: Any, root: Path | str) -> Any:
+    """Remove from an executed notebook what tells the machine and the hour that ran it, in place; returns ``nb``.
+
+    Drops papermill's input/output paths, timings and environment from the notebook's metadata, the
+    timing metadata of every cell, and writes paths under ``root`` (the repository that executed it)
+    relative to it in text outputs. The parameters, papermill's version and its exception flag stay.
+    """
+    root_text = str(Path(root).resolve())
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        for key in _MACHINE_METADATA:
+            meta.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for key in _CELL_TIMINGS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        for out in cell.get("outputs", []):
+            if isinstance(out.get("text"), str):
+                out["text"] = _relative(out["text"], root_text)
+            for mime, value in out.get("data", {}).items():
+                if isinstance(value, str) and not mime.startswith("image/"):
+                    out["data"][mime] = _relative(value, root_text)
+    return nb
+
+
+def _relative(text: str, root: str) -> str:
+    return text.replace(root + os.sep, "").replace(root, ".")
+
+
+def _table_text(text: str) -> str:
+    """``text`` inside a Markdown table cell: its pipes escaped."""
+    return text.replace("|", r"\|")
+
+
+def parameters_markdown(values: dict[str, Any], helps: dict[str, str], profile: str) -> str:
+    """The parameters a chapter ran with, as the page shows them: one row per parameter, the value as a Python
+    literal (what the ``parameters`` cell would say), and its help text, under the profile's name."""
+    rows = "\n".join(f"| `{name}` | `{value!r}` | {_table_text(helps.get(name, ''))} |"
+                     for name, value in values.items())
+    return (f":::{{admonition}} Parameters of this page: profile `{profile}`\n:class: note\n\n"
+            f"The values this chapter was executed with (`python -m rplib.book execute --profile {profile}`); "
+            "the notebook's own defaults are the `smoke` profile.\n\n"
+            f"| parameter | value | meaning |\n|---|---|---|\n{rows}\n:::\n")
+
+
+def executed_parameters(nb: Any, source: Path | str) -> dict[str, Any]:
+    """Every parameter of the ``parameters`` cell of ``source`` (the executed notebook, or its source) with the
+    value the execution ``nb`` used: papermill's injected value, else the cell's default."""
+    injected = dict((nb.metadata.get("papermill") or {}).get("parameters") or {})
+    return {name: injected[name] if name in injected else ast.literal_eval(p["default"])
+            for name, p in notebook_parameters(source).items()}
+
+
+def _publishable(path: Path, profile: str, root: Path) -> None:
+    """Make an executed chapter ready to publish: the parameters it ran with shown as a table under the profile's
+    name in place of papermill's two code cells (kept in the notebook, removed from the page), and no machine
+    paths or timestamps (:func:`strip_machine_details`)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
+    helps = {name: p["help"] for name, p in notebook_parameters(path).items()}
+    table = nbformat.v4.new_markdown_cell(parameters_markdown(executed_parameters(nb, path), helps, profile))
+    table["id"] = PARAMETERS_CELL_ID
+    nb.cells = [c for c in nb.cells if c.get("id") != PARAMETERS_CELL_ID]
+    last = 0
+    for i, cell in enumerate(nb.cells):
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            tags.append("hide-input")
-    nbformat.write(nb, path)
+        if {"parameters", "injected-parameters"} & set(tags):
+            cell.metadata["tags"] = [t for t in tags if t not in ("hide-input", "remove-cell")] + ["remove-cell"]
+            last = i + 1
+    nb.cells.insert(last, table)
+    nbformat.write(strip_machine_details(nb, root), path)
 
 
 def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
@@ -272,7 +341,7 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
                 print(f"[{i}/{len(todo)}] {name} failed; its partial execution: {failed.relative_to(root)}",
                       file=sys.stderr, flush=True)
             raise
-        _fold_injected_parameters(tmp)
+        _publishable(tmp, profile, root)
         os.replace(tmp, out)
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
               flush=True)

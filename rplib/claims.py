@@ -194,12 +194,17 @@ def mean_over_cases(table: pd.DataFrame, missing: str) -> pd.Series:
 
 
 def _fmt(v: float) -> str:
-    return "nan" if math.isnan(v) else f"{v:.3g}"
+    from .numbers import significant
+
+    return significant(v)
 
 
 def interval_text(v: Verdict) -> str:
-    """``mean [low, high]`` of a verdict, 3 significant digits (``nan`` where there is no interval)."""
-    return f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]"
+    """``mean [low, high]`` of a verdict in :func:`rplib.numbers.interval`'s format (the mean alone without an
+    interval)."""
+    from .numbers import interval
+
+    return interval(v.estimate, v.low, v.high)
 
 
 def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """One plotting style for every chapter of the book, and the provenance table that closes each chapter.
 
-* :func:`use_style` -- inline retina PNG figures, readable font sizes, light grid.
+* :func:`use_style` -- inline retina PNG figures, text at least :data:`MIN_TEXT_RATIO` of the page's body
+  size, light grid.
 * :data:`COLORS` / :func:`color` / :func:`linestyle` -- one colour (and line style) per scheme or
-  criterion, the same in every chapter.
+  criterion, the same in every chapter; :func:`category_colors` / :func:`level_colors` -- one colour per
+  category or per ordered level (sparsities, densities) of a figure that has no names in :data:`COLORS`.
 * :func:`figure_legend` -- one legend per figure, below its panels.
 * :func:`mean_ci` / :func:`mean_ci_table` -- "mean [95% CI]" over seeds, one string per table cell.
 * :func:`errorbar_plot` -- mean +- std (or a 95% t-interval) over seeds, one line per ``hue`` value.
@@ -24,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .claims import mean_interval
+from .numbers import cell, fixed
 
-__all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "use_style", "color", "linestyle", "figure_legend",
+__all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "BODY_PX", "MIN_TEXT_RATIO", "use_style", "color",
+           "linestyle", "category_colors", "level_colors", "text_px", "figure_legend",
            "mean_ci", "ci95_halfwidth", "mean_ci_table", "errorbar_plot", "heatmap", "provenance"]
 
 # Layer-wise schemes, pruning scores, DST drop/growth criteria and baselines: names as in rplib.
@@ -67,16 +71,23 @@ FIGURE_GROUPS: tuple[tuple[str, ...], ...] = (
 QUALITATIVE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#882255",
                                  "#999933", "#332288", "#44AA99", "#777777", "#DDCC77")
 
+#: The page's body text in CSS pixels (the book theme's 1rem) and the smallest ratio of figure text to it.
+BODY_PX = 16.0
+MIN_TEXT_RATIO = 0.8
+
+# A figure is shown at 80 CSS px per inch (retina PNG at twice that), so 1 pt of figure text is 80/72 px on the
+# page: 12 pt is 13.3 px, 0.83 of the body size. Figures are at most 9 inches wide, so they are never shrunk.
 STYLE: dict[str, object] = {
     "figure.figsize": (6.4, 4.0),
     "figure.dpi": 80,
     "savefig.dpi": 80,
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "legend.fontsize": 9,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
+    "font.size": 13,
+    "axes.titlesize": 13,
+    "axes.labelsize": 13,
+    "legend.fontsize": 12,
+    "legend.title_fontsize": 12,
+    "xtick.labelsize": 12,
+    "ytick.labelsize": 12,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -89,12 +100,14 @@ STYLE: dict[str, object] = {
 
 
 def use_style() -> None:
-    """Apply :data:`STYLE`; inside IPython also select the inline backend with retina PNG output.
+    """Apply :data:`STYLE` and the book's float format in tables (:func:`rplib.numbers.cell`: ``0.01``, not
+    ``0.0100``); inside IPython also select the inline backend with retina PNG output.
 
     The inline backend is selected explicitly so that figures show even when ``MPLBACKEND=Agg``
     is set in the environment (as ``make`` does).
     """
     mpl.rcParams.update(STYLE)
+    pd.set_option("display.float_format", cell)
     try:
         from IPython import get_ipython
     except ImportError:
@@ -113,6 +126,36 @@ def color(name: str) -> str:
     if name in COLORS:
         return COLORS[name]
     return QUALITATIVE[zlib.crc32(name.encode()) % len(QUALITATIVE)]
+
+
+def category_colors(names: Iterable[object]) -> dict[object, str]:
+    """One colour per category, in order of first appearance: :func:`color` for names in :data:`COLORS`, else the
+    next unused colour of :data:`QUALITATIVE` (colour-blind safe); more than 12 categories is an error."""
+    names = list(dict.fromkeys(names))
+    out = {n: COLORS[str(n)] for n in names if str(n) in COLORS}
+    free = iter(c for c in QUALITATIVE if c not in out.values())
+    for n in names:
+        if n not in out:
+            out[n] = next(free, None)
+            if out[n] is None:
+                raise ValueError(f"category_colors: {len(names)} categories, at most {len(QUALITATIVE)} colours: "
+                                 f"{names}")
+    return {n: out[n] for n in names}
+
+
+def level_colors(levels: Iterable[float], cmap: str = "viridis") -> dict[float, str]:
+    """One colour per ordered level (a sparsity, a density): evenly spaced along ``cmap`` (viridis: colour-blind
+    safe and ordered from dark to light), low levels dark; its palest sixth is left out, too faint on white."""
+    levels = sorted(set(levels))
+    colormap = mpl.colormaps[cmap]
+    spots = np.linspace(0.0, 0.85, len(levels)) if len(levels) > 1 else [0.0]
+    return {lv: mpl.colors.to_hex(colormap(x)) for lv, x in zip(levels, spots)}
+
+
+def text_px(size: object) -> float:
+    """A matplotlib font size (points or a name such as ``"small"``) in CSS pixels on the page."""
+    points = mpl.font_manager.FontProperties(size=size).get_size_in_points()
+    return points * float(STYLE["figure.dpi"]) / 72.0
 
 
 def linestyle(name: str) -> str:
@@ -138,15 +181,17 @@ def figure_legend(fig: plt.Figure, title: str | None = None, ncols: int | None =
 
 
 def mean_ci(values: Iterable[float], digits: int = 1) -> str:
-    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2."""
+    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2.
+
+    ``digits`` decimals for all three (:func:`rplib.numbers.fixed`: a value that rounds to zero is ``0``)."""
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return ""
     mean, low, high = mean_interval(x)
     if x.size < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return fixed(mean, digits)
+    return f"{fixed(mean, digits)} [{fixed(low, digits)}, {fixed(high, digits)}]"
 
 
 def ci95_halfwidth(values: Iterable[float]) -> float:
@@ -220,7 +265,8 @@ def heatmap(table: pd.DataFrame, ax: plt.Axes | None = None, fmt: str = "{:.2f}"
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             dark = (v - lo) < 0.5 * (hi - lo) if hi > lo else True
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=9, color="white" if dark else "black")
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=STYLE["legend.fontsize"],
+                    color="white" if dark else "black")
     ax.figure.colorbar(im, ax=ax, label=cbar_label)
     return ax
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,6 +141,64 @@ def test_committed_chapters_are_complete_published_executions(name: str):
     assert nb.metadata.papermill.exception in (None, False)
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|tmp|home|Users|usr|opt|var|mnt|private)/")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _published_text(nb: nbformat.NotebookNode) -> str:
+    """Everything of a notebook but its images: metadata, sources and text outputs."""
+    nb = json.loads(json.dumps(nb))
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            o["data"] = {k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}
+    return json.dumps(nb)
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_published_chapters_carry_no_machine_path_and_no_timestamp(name: str):
+    text = _published_text(nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4))
+    assert not ABSOLUTE_PATH.search(text), f"book/{name}.ipynb: {ABSOLUTE_PATH.search(text).group(0)!r}..."
+    assert not TIMESTAMP.search(text), f"book/{name}.ipynb: timestamp {TIMESTAMP.search(text).group(0)!r}"
+
+
+def test_strip_machine_details_removes_paths_and_timings(tmp_path: Path):
+    cell = nbformat.v4.new_code_cell("print(1)", metadata={
+        "execution": {"iopub.status.busy": "2026-01-01T00:00:00Z"},
+        "papermill": {"start_time": "2026-01-01T00:00:00", "end_time": "x", "duration": 1.0, "status": "completed"}})
+    cell.outputs = [nbformat.v4.new_output("stream", text=f"read {tmp_path}/runs/abc\n"),
+                    nbformat.v4.new_output("display_data", data={"text/plain": f"{tmp_path}"})]
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"papermill": {
+        "input_path": f"{tmp_path}/notebooks/a.ipynb", "output_path": "/x/y", "start_time": "t", "end_time": "t",
+        "duration": 3.0, "environment_variables": {}, "parameters": {"x": 2}, "exception": None}})
+    book.strip_machine_details(nb, tmp_path)
+    assert nb.metadata.papermill == {"parameters": {"x": 2}, "exception": None}
+    assert "execution" not in cell.metadata and cell.metadata.papermill == {"status": "completed"}
+    assert cell.outputs[0].text == "read runs/abc\n" and cell.outputs[1].data["text/plain"] == "."
+
+
+def _shown_parameters(nb: nbformat.NotebookNode) -> dict:
+    """The parameters table a reader sees on a chapter's page: name -> the value, read back as a Python literal."""
+    shown = [c for c in nb.cells if c.get("id") == book.PARAMETERS_CELL_ID]
+    assert len(shown) == 1, "no parameters table on the page"
+    rows = re.findall(r"^\| `(\w+)` \| `(.*?)` \|", shown[0].source, flags=re.M)
+    return {name: ast.literal_eval(value) for name, value in rows}
+
+
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_each_chapter_shows_the_parameters_it_ran_with(name: str):
+    nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+    executed: dict = {}
+    (defaults,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    exec(defaults.source, {}, executed)  # the cell's defaults, as the kernel saw them ...
+    executed.pop("__annotations__", None)
+    executed |= dict(nb.metadata.papermill.parameters)  # ... overridden by the profile's injected values
+    assert _shown_parameters(nb) == executed
+    table = next(c for c in nb.cells if c.get("id") == book.PARAMETERS_CELL_ID)
+    assert f"profile `{book.PUBLISHED}`" in table.source
+    hidden = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    assert hidden and all("remove-cell" in c.metadata.tags for c in hidden), "papermill's cells are still shown"
+
+
 def test_root_command_prints_the_folder_to_render(tmp_path: Path, capsys):
     _mini_book(tmp_path, "a: {}\nb: {}\n")
     assert book.main(["--root", str(tmp_path), "root", "--profile", "cpu"]) == 0
@@ -264,6 +324,64 @@ def test_provenance(monkeypatch):
 def test_use_style_sets_readable_fonts():
     plotting.use_style()
     assert matplotlib.rcParams["font.size"] == plotting.STYLE["font.size"]
+    smallest = plotting.MIN_TEXT_RATIO * plotting.BODY_PX
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.0))
+    for ax in axes:
+        plotting.errorbar_plot(_seeds_frame(), x="width", y="acc", hue="scheme", ax=ax)
+        ax.set_title("a panel")
+    plotting.figure_legend(fig, title="layer-wise scheme")
+    plotting.heatmap(pd.DataFrame([[0.1, 0.2]], index=["a"], columns=["b", "c"]), ax=fig.add_subplot(2, 2, 4))
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
+    small = sorted({(t.get_text(), round(plotting.text_px(t.get_fontsize()), 1)) for t in texts
+                    if plotting.text_px(t.get_fontsize()) < smallest})
+    assert texts and not small, f"figure text below {smallest:.1f} px (0.8 of the body size): {small}"
+    plt.close(fig)
+
+
+def test_category_and_level_colours_are_distinct_and_colour_blind_safe():
+    levels = plotting.level_colors([0.95, 0.5, 0.9, 0.5])
+    assert list(levels) == [0.5, 0.9, 0.95] and len(set(levels.values())) == 3
+    cats = plotting.category_colors(["cnn1d", "resnet20", "dense", "vgg19", "cnn1d"])
+    assert list(cats) == ["cnn1d", "resnet20", "dense", "vgg19"] and len(set(cats.values())) == 4
+    assert cats["dense"] == plotting.COLORS["dense"] and set(cats.values()) - {"#000000"} <= set(plotting.QUALITATIVE)
+    with pytest.raises(ValueError, match="at most 12 colours"):
+        plotting.category_colors(range(13))
+
+
+def test_robustness_figure_gives_each_sparsity_its_own_colour():
+    from rplib.chapters import robustness
+
+    rows = [{"model": "mlp", "attack": "fgsm", "sparsity": s, "eps": e, "seed": k,
+             "robust accuracy": 50.0 - 100 * s * e} for s in (0.0, 0.5, 0.9, 0.95) for e in (0.0, 0.1) for k in range(2)]
+    params = type("P", (), {"models": ["mlp"], "attacks": ["fgsm"], "epsilons": [0.0, 0.1], "dataset": "digits",
+                            "scheme": "erk"})()
+    fig = robustness.plot_robustness(pd.DataFrame(rows), params)
+    colours = {c.get_label(): c.lines[0].get_color() for ax in fig.axes for c in ax.containers}
+    sparse = {k: v for k, v in colours.items() if k != "dense"}
+    assert len(sparse) == 3 and len(set(sparse.values())) == 3, colours
+    assert fig.legends[0].get_title().get_text() != "network"
+    plt.close(fig)
+
+
+def test_bibliography_is_author_year_with_a_link_for_every_entry():
+    from pybtex.database import parse_file
+
+    from rplib import bibstyle
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "rplib.bibstyle" in config["sphinx"]["extra_extensions"]
+    assert config["sphinx"]["config"]["bibtex_default_style"] == bibstyle.STYLE_NAME
+    assert config["sphinx"]["config"]["bibtex_reference_style"] == "author_year"
+    entries = parse_file(ROOT / "book" / "references.bib").entries
+    unlinked = [key for key, e in entries.items() if not {"doi", "url"} & {f.lower() for f in e.fields}]
+    assert not unlinked, f"entries without a DOI or URL: {unlinked}"
+    formatted = {e.key: e for e in bibstyle.AuthorYearStyle().format_entries(entries.values())}
+    assert formatted["liu2022unreasonable"].label == "Liu et al. 2022"
+    assert formatted["frankle2019lottery"].label == "Frankle and Carbin 2019"
+    assert formatted["torchao2024sparsity"].label == "PyTorch Team 2024"
+    text = formatted["mocanu2018scalable"].text.render_as("text")
+    assert "10.1038/s41467-018-04316-3" in text
 
 
 # --------------------------------------------------------------------------- end to end
@@ -283,6 +401,12 @@ class _Page(HTMLParser):
         if tag == "h1":
             self.h1 += 1
         self.classes.extend((a.get("class") or "").split())
+
+
+def _env() -> dict[str, str]:
+    """The environment of the book's subprocesses: this checkout's rplib first (kernels, Sphinx extensions)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return os.environ | {"MPLBACKEND": "Agg", "PYTHONPATH": path}
 
 
 def _chromium() -> str:
@@ -347,7 +471,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
     # the smoke runs train once in a test session, whichever of the two asks first (file locks order them)
     (ROOT / "runs").mkdir(exist_ok=True)
     (src / "runs").symlink_to(ROOT / "runs", target_is_directory=True)
-    env = os.environ | {"MPLBACKEND": "Agg"}
+    env = _env()
 
     res = subprocess.run([sys.executable, "-m", "rplib.book", "execute", "--profile", "smoke"], cwd=src, env=env,
                          capture_output=True, text=True, timeout=600)
@@ -390,3 +514,100 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
             assert pngs >= 1 and len(figures) == pngs, f"{entry}: {len(figures)} figures shown of {pngs}"
     bibliography = (html / "book" / "bibliography.html").read_text()
     assert "The Unreasonable Effectiveness of Random Pruning" in bibliography
+
+
+# Measures what a reader meets on a page at a given width: words or numbers broken across lines inside table cells
+# (a break after the hyphen of a compound is a line break, not a broken word),
+# a page wider than the window, figures without a numbered caption or a describing alt text.
+_READER_PROBE = r"""<!DOCTYPE html><html><body style="margin:0"><pre id="out">pending</pre>
+<iframe id="page" src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>
+const frame = document.getElementById("page");
+frame.onload = () => setTimeout(() => {{
+  const doc = frame.contentDocument, win = frame.contentWindow;
+  const broken = [];
+  for (const cell of doc.querySelectorAll(".bd-article td, .bd-article th")) {{
+    const walker = doc.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {{
+      for (const m of node.data.matchAll(/\S+/g)) {{
+        let start = m.index;  // a compound may break after its hyphen ("out-of-| distribution"), nowhere else
+        for (const piece of m[0].split(/(?<=[A-Za-z]-)(?=[A-Za-z])/)) {{
+          const range = doc.createRange();
+          range.setStart(node, start);
+          range.setEnd(node, start + piece.length);
+          start += piece.length;
+          const lines = new Set([...range.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top)));
+          if (lines.size > 1) broken.push(m[0]);
+        }}
+      }}
+    }}
+  }}
+  const figures = [...doc.querySelectorAll(".bd-article figure")];
+  const report = {{
+    pageWidth: doc.documentElement.scrollWidth,
+    viewport: win.innerWidth,
+    broken: broken,
+    figures: figures.map(f => {{
+      const img = f.querySelector("img");
+      return {{id: f.id, number: (f.querySelector("figcaption .caption-number") || {{}}).textContent || "",
+               caption: (f.querySelector("figcaption") || {{}}).textContent || "",
+               alt: img ? img.getAttribute("alt") || "" : "", src: img ? img.getAttribute("src") : ""}};
+    }}),
+    bareImages: [...doc.querySelectorAll(".bd-article .cell_output img")].filter(i => !i.closest("figure"))
+      .map(i => i.getAttribute("src")),
+  }};
+  document.getElementById("out").textContent = JSON.stringify(report);
+}}, 3000);
+</script></body></html>"""
+
+
+def _read_page(chromium: str, page: Path, width: int, profile_dir: Path, tmp: Path) -> dict:
+    probe = tmp / f"reader-{page.stem}-{width}.html"
+    probe.write_text(_READER_PROBE.format(src=page.as_uri(), width=width))
+    res = subprocess.run([chromium, *CHROMIUM_FLAGS, "--allow-file-access-from-files", "--virtual-time-budget=20000",
+                          f"--window-size={width + 40},1000", f"--user-data-dir={profile_dir}", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
+    assert out != "pending", f"{page.name}: the page did not finish loading in the probe"
+    return json.loads(html.unescape(out))
+
+
+@pytest.mark.slow
+def test_published_book_reads_well(tmp_path: Path):
+    """The committed book rendered as published, read in Chromium at 1400 px: tables whose cells break only between
+    words, no page wider than the window, every figure numbered by its chapter, captioned and described."""
+    chromium = _chromium()
+    src = tmp_path / "repo"
+    src.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "_static", src / "_static")
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    jb = Path(sys.executable).parent / "jupyter-book"
+    res = subprocess.run([str(jb), "build", str(src), "--warningiserror", "--keep-going"], cwd=src, env=_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    site = src / "_build" / "html"
+    chapters = book.chapters(ROOT)
+    for entry in book.toc_files(src):
+        page = site / f"{entry}.html"
+        seen = _read_page(chromium, page, 1400, tmp_path / "chromium", tmp_path)
+        assert seen["pageWidth"] <= seen["viewport"], f"{entry}: page {seen['pageWidth']} px wide in a window of " \
+                                                      f"{seen['viewport']} px"
+        if Path(entry).name in ("verdicts", "findings"):
+            assert not seen["broken"], f"{entry}: table cells break inside {seen['broken'][:10]}"
+        assert not seen["bareImages"], f"{entry}: figures without a caption: {seen['bareImages']}"
+        name = Path(entry).name
+        for fig in seen["figures"]:
+            assert fig["id"], f"{entry}: a figure without a name to refer to it by"
+            if name in chapters:
+                chapter = chapters.index(name) + 1
+                assert fig["number"].startswith(f"Fig. {chapter}."), f"{entry}: figure {fig['id']} is numbered " \
+                                                                    f"{fig['number']!r}, not in chapter {chapter}"
+            assert len(fig["caption"]) > len(fig["number"]) + 20, f"{entry}: figure {fig['id']} has no caption"
+            assert len(fig["alt"]) > 20 and "/" not in fig["alt"], f"{entry}: figure {fig['id']} alt {fig['alt']!r}"
+        if name in chapters:
+            nb = nbformat.read(src / "book" / f"{name}.ipynb", as_version=4)
+            pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+            assert len(seen["figures"]) == pngs, f"{entry}: {len(seen['figures'])} numbered figures of {pngs}"

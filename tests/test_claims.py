@@ -99,8 +99,8 @@ def test_verdict_table_has_one_interval_string_per_claim():
                                                                         math.nan, 1, "inconclusive")]
     t = verdict_table(vs)
     assert list(t.index) == ["erk_beats_uniform", "sparse_faster_at_005"]
-    assert t.loc["erk_beats_uniform", "effect, mean [95% CI]"] == "2 [-0.484, 4.48]"
-    assert t.loc["sparse_faster_at_005", "effect, mean [95% CI]"] == "1 [nan, nan]"
+    assert t.loc["erk_beats_uniform", "effect, mean [95% CI]"] == "2.00 [-0.48, 4.48]"
+    assert t.loc["sparse_faster_at_005", "effect, mean [95% CI]"] == "1"  # one value: no interval
     assert t.loc["erk_beats_uniform", "verdict"] == "inconclusive"
     assert t.loc["erk_beats_uniform", "statement"] == CLAIMS["erk_beats_uniform"].statement
 
@@ -158,7 +158,7 @@ def test_published_verdicts_reach_the_findings_page(tmp_path):
     (tmp_path / "03_schemes.ipynb").write_text(json.dumps(nb))
     page = book.findings_markdown(tmp_path, root)
     row = next(line for line in page.splitlines() if CLAIMS["erk_beats_uniform"].statement in line)
-    assert "**agrees**" in row and "2 [" in row and "| 5 |" in row
+    assert "**agrees**" in row and "2.00 [" in row and "| 5 |" in row
     assert sum("| not run |" in line for line in page.splitlines()) == len(CLAIMS) - 1
 
 
@@ -232,7 +232,7 @@ def test_held_out_check_decides_both_effects_by_the_claims_rule():
     t = held_out_check(declared, held, {"q": EQUIV, "d": DIFF})
     assert t.index.tolist() == ["q"]  # only the claims that were checked
     assert t.loc["q", "verdict"] == "disagrees" and t.loc["q", "the rule's verdict on it"] == "agrees"
-    assert t.loc["q", "choice held out, mean [95% CI]"].startswith("0.0125 [")
+    assert t.loc["q", "choice held out, mean [95% CI]"].startswith("0.013 [")  # decimals of the widest bound
     assert held_out_summary(t) == ("Held out, the choice changes the verdict of `q` (disagrees → agrees): the "
                                    "declared verdict rests partly on the choosing, so it is to be read with this "
                                    "check beside it.")

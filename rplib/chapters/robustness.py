@@ -263,7 +263,7 @@ def plot_versus_sparsity(frame: pd.DataFrame, p: Params, metrics: list[str], yla
             errorbar_plot(sparse, x="sparsity", y=metric, hue="scheme", ax=ax, err="ci95", label_fmt="random {}")
             ax.set_title(f"{name}: {metric}")
             ax.set_ylabel(ylabel)
-    figure_legend(fig, title="network")
+    figure_legend(fig, title="network (random: its layer-wise scheme)")
     return fig
 
 
@@ -315,14 +315,15 @@ def plot_reliability(frames: Frames, p: Params):
 
 def plot_robustness(robust: pd.DataFrame, p: Params):
     """Accuracy under attack against the radius, one panel per model (rows) and attack (columns), mean and 95% CI
-    over seeds; dense in black, the sparse networks in the scheme's colour, one marker and line style per
-    sparsity; one legend."""
+    over seeds; dense in black, one colour per sparsity (:func:`rplib.plotting.level_colors`) with a marker
+    and line style of its own as a second cue; one legend."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import color, errorbar_plot, figure_legend
+    from ..plotting import color, errorbar_plot, figure_legend, level_colors
 
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v"]
+    colors = level_colors(s for s in robust.sparsity.unique() if s > 0)
     rows, cols = len(p.models), len(p.attacks)
     fig, axes = plt.subplots(rows, cols, figsize=(min(9.0, 4.4 * cols), 3.0 * rows + 0.8), squeeze=False)
     for i, name in enumerate(p.models):
@@ -330,7 +331,7 @@ def plot_robustness(robust: pd.DataFrame, p: Params):
             a = robust[(robust.model == name) & (robust.attack == attack)]
             for k, (s, g) in enumerate(a.groupby("sparsity")):
                 style = ({"color": color("dense"), "linestyle": "-", "marker": "o"} if s == 0 else
-                         {"color": color(p.scheme), "linestyle": styles[(k - 1) % len(styles)],
+                         {"color": colors[s], "linestyle": styles[(k - 1) % len(styles)],
                           "marker": markers[(k - 1) % len(markers)]})
                 errorbar_plot(g.assign(net="dense" if s == 0 else f"random {p.scheme} {s:g}"), x="eps",
                               y="robust accuracy", hue="net", ax=ax, err="ci95", **style)
@@ -338,5 +339,5 @@ def plot_robustness(robust: pd.DataFrame, p: Params):
             ax.set_xlabel(r"$\varepsilon$ (raw input units)")
             ax.set_ylabel("accuracy (%)")
             ax.set_title(f"{name}: {attack.upper()}")
-    figure_legend(fig, title="network")
+    figure_legend(fig, title="network (random: scheme and sparsity)")
     return fig

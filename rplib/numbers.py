@@ -1,0 +1,71 @@
+"""How the book writes a number: one format for effects, intervals, densities and table cells.
+
+* :func:`fixed` -- a number to a fixed count of decimals; a value that rounds to zero is ``0``, never ``-0.000``.
+* :func:`significant` -- a number to significant digits without trailing zeros: a density 0.01 is ``0.01``,
+  not ``0.0100``.
+* :func:`interval` -- ``mean [low, high]``: three numbers in one unit share their decimals, chosen so that the
+  largest of them keeps ``digits`` significant digits. A claim's effect and its 95% interval are written in
+  the claim's unit, so the unit's scale (percentage points, ECE, Kendall's tau, a log ratio) sets the digits:
+  ``16.3 [15.1, 17.6]`` points, ``0.0026 [-0.0051, 0.0104]`` ECE.
+* :func:`cell` -- the float format of the book's tables (``pandas.options.display.float_format``).
+
+A missing value (NaN) is written as :data:`EMPTY`, an en dash, never as ``nan``: where there is nothing to show,
+the page says so without a number. The rounding is Python's (round half to even on the binary value), as in
+``format``.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["EMPTY", "fixed", "significant", "interval", "cell"]
+
+#: What a missing number prints as.
+EMPTY = "\u2013"
+_MAX_DECIMALS = 6
+
+
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def fixed(x: float, decimals: int) -> str:
+    """``x`` with ``decimals`` decimals; ``0`` (no sign, no decimals) where it rounds to zero; :data:`EMPTY` for NaN."""
+    if not _finite(x):
+        return EMPTY if x is None or math.isnan(float(x)) else str(float(x))
+    text = f"{float(x):.{max(decimals, 0)}f}"
+    return "0" if float(text) == 0 else text
+
+
+def _decimals(magnitude: float, digits: int) -> int:
+    """Decimals that leave ``digits`` significant digits to a number of size ``magnitude`` (at most 6)."""
+    if magnitude == 0:
+        return 0
+    return min(max(digits - 1 - math.floor(math.log10(magnitude)), 0), _MAX_DECIMALS)
+
+
+def significant(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, trailing zeros dropped (``0.01``, ``0.5``, ``60``, ``16.3``)."""
+    if not _finite(x):
+        return fixed(x, 0)
+    text = fixed(x, _decimals(abs(float(x)), digits))
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def interval(estimate: float, low: float, high: float, digits: int = 3) -> str:
+    """``"mean [low, high]"`` in shared decimals: the largest of the three keeps ``digits`` significant digits.
+
+    Without an interval (``low``/``high`` NaN, e.g. a single seed) only the mean is written; without a mean,
+    :data:`EMPTY`.
+    """
+    if not _finite(estimate):
+        return EMPTY
+    if not (_finite(low) and _finite(high)):
+        return significant(estimate, digits)
+    decimals = _decimals(max(abs(float(estimate)), abs(float(low)), abs(float(high))), digits)
+    return f"{fixed(estimate, decimals)} [{fixed(low, decimals)}, {fixed(high, decimals)}]"
+
+
+def cell(x: float) -> str:
+    """A float in a table: four significant digits, trailing zeros dropped; NaN as :data:`EMPTY`."""
+    return significant(x, 4)
