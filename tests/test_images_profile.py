@@ -18,7 +18,7 @@ from rplib import book, chapters, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = {"epochs": 1, "seeds": 1, "batch_size": 16, "device": "cpu"}
-GRIDS = {  # a subset of each chapter's images grid
+GRIDS = {  # a subset of each chapter's images grid (lists) and smaller sizes (numbers)
     "02_scaling": {"depths": [8], "widths": [0.125, 0.25]},
     "03_schemes": {"sparsities": [0.9], "schemes": ["uniform", "erk", "snip"]},
     "04_sanity_checks": {"densities": [0.1], "methods": ["snip"], "prune_data": ["random_labels"]},
@@ -56,7 +56,7 @@ def test_width_sweep_spans_at_least_8x_in_parameters():
 
 def test_images_profile_plans_within_two_hours_on_two_cores(tmp_path):
     rows = plan.plan("images", root=ROOT, runs=tmp_path / "empty-store")
-    assert [r.chapter for r in rows] == _images_chapters() and all(r.runs > 0 for r in rows)
+    assert sorted(r.chapter for r in rows) == sorted(_images_chapters()) and all(r.runs > 0 for r in rows)
     assert all(r.hours is not None for r in rows), [r.unknown for r in rows]
     assert sum(r.hours for r in rows) / 2 <= 2.0, [(r.chapter, r.hours) for r in rows]
 
@@ -77,7 +77,7 @@ def test_chapter_runs_images_profile_on_real_format_files(name, fake_data, tmp_p
     declared = book.notebook_parameters(ROOT / "notebooks" / f"{name}.ipynb")
     grid = GRIDS.get(name, {})
     for k, v in grid.items():  # the subset really is a subset of the images grid
-        assert k in params and (set(v) <= set(params[k]) if isinstance(v, list) else v == params[k]), (k, v)
+        assert k in params and (set(v) <= set(params[k]) if isinstance(v, list) else v <= params[k]), (k, v)
     shrunk = params | grid | {k: v for k, v in SHRINK.items() if k in declared}
     shrunk |= {"data_root": str(fake_data), "runs": str(tmp_path / "runs")}
     out = tmp_path / f"{name}.ipynb"
