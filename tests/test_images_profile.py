@@ -8,10 +8,15 @@ grid); dataset, networks and schemes are the profile's.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
+import yaml
 
 from fakedata import write_fashion_mnist
 from rplib import book, chapters, plan
@@ -86,3 +91,56 @@ def test_chapter_runs_images_profile_on_real_format_files(name, fake_data, tmp_p
     configs = [f for f in (tmp_path / "runs").glob("*/config.json")]
     assert configs, "the images profile trained nothing"
     assert all('"fashion_mnist"' in f.read_text() for f in configs)
+
+
+def _mini_book(root: Path) -> None:
+    """A book with one cpu chapter and the real toc's Fashion-MNIST part; chapter ``a`` has an images entry."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    part = [p for p in toc["parts"] if p["caption"] == "Fashion-MNIST regime"]
+    assert len(part) == 1
+    mini = {"format": "jb-book", "root": "book/intro",
+            "parts": [{"caption": "Chapters", "chapters": [{"file": "book/a"}, {"file": "book/b"}]}, *part]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(mini))
+    (root / "_config.yml").write_text("title: mini\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: 'off'\n"
+                                      "exclude_patterns: [notebooks, _build]\n")
+    (root / "book" / "images").mkdir(parents=True)
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    shutil.copy2(ROOT / "book" / "images" / "00_regime.md", root / "book" / "images" / "00_regime.md")
+    (root / "book" / "images" / "00_regime.md").write_text(
+        "\n".join(line for line in (ROOT / "book" / "images" / "00_regime.md").read_text().splitlines()
+                  if "{cite:p}" not in line) + "\n")  # the mini book has no bibliography
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "profiles.yml").write_text("a: {images: {x: 2}}\nb: {}\n")
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    for name in ("a", "b"):
+        cells = [nbformat.v4.new_markdown_cell(f"# Chapter {name}"),
+                 nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
+                 nbformat.v4.new_code_cell("print(x)")]
+        nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec})
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+        nbformat.write(nb, root / "book" / f"{name}.ipynb")
+
+
+def _build(root: Path) -> subprocess.CompletedProcess:
+    jb = Path(sys.executable).parent / "jupyter-book"
+    return subprocess.run([str(jb), "build", str(root), "--warningiserror", "--keep-going"], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_images_part_builds_before_and_after_the_profile_runs(tmp_path):
+    _mini_book(tmp_path)
+    res = _build(tmp_path)  # no image chapter yet: the part holds its regime page alone
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "_build" / "html" / "book" / "images" / "00_regime.html").is_file()
+    cpu_chapters = {n: (tmp_path / "book" / f"{n}.ipynb").read_text() for n in ("a", "b")}
+    written = book.execute("images", None, tmp_path)
+    assert written == [tmp_path / "book" / "images" / "a.ipynb"]  # only the chapters with an images entry
+    assert "2" in "".join(o.get("text", "") for c in nbformat.read(written[0], as_version=4).cells
+                          for o in c.get("outputs", []))
+    assert {n: (tmp_path / "book" / f"{n}.ipynb").read_text() for n in ("a", "b")} == cpu_chapters
+    assert not (tmp_path / "book" / "findings.md").exists()
+    res = _build(tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    page = (tmp_path / "_build" / "html" / "book" / "images" / "a.html").read_text()
+    assert "Chapter a" in page and "Fashion-MNIST regime" in page
