@@ -129,7 +129,9 @@ class DataConfig:
     config's canonical JSON and so of the run hash: other bytes are another run, whichever folder
     (Debian's, a cluster's staging copy, a differently spelled path) they are read from. A config read
     back from a run's ``config.json`` keeps its fingerprint, and :func:`load` refuses files that do not
-    match it. A config of ``fashion_mnist`` can therefore only be built where the files are.
+    match it. A config of ``fashion_mnist`` can therefore only be built where the files are, and a copy
+    of one that points ``root`` at other files (``RunConfig.with_({"data.root": ...})``) keeps the old
+    fingerprint until it is set to ``""`` again.
     """
 
     name: str = "mnist1d"
