@@ -44,7 +44,8 @@ test: env chromium
 fashion-mnist:
 	@test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz || \
 		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist; \
-		else echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or stage its four files in data/fashion-mnist)"; exit 1; fi
+		else echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'" \
+			"(or stage its four files in data/fashion-mnist)"; exit 1; fi
 
 # PROFILE=cpu (the published book) writes book/, PROFILE=images its part book/images/; smoke and paper build in
 # _build/profiles/$(PROFILE)/.

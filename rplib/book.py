@@ -5,13 +5,13 @@
     parameters of ``notebooks/profiles.yml[name][profile]`` (``smoke``: the notebook's own defaults),
     kernel ``python3``, working directory ``notebooks/`` (as under nbval) and ``RPLIB_PROFILE`` set
     to the profile. Every profile and parameter name is checked against the notebooks before
-    anything runs. Only the published profiles write the book: ``cpu`` into ``book/``, ``images`` (the
-    Fashion-MNIST regime) into ``book/images/``, a part of the same book that ``_toc.yml`` takes in with
-    a glob (its page ``book/images/regime.md`` is always there, so the part builds before any image
-    chapter has run). The others write ``_build/profiles/<profile>/book/`` beside copies of ``_config.yml``,
-    ``_toc.yml`` and the book's other pages, a book of their own. A chapter replaces its executed copy only once its execution
-    finished (temp file, then atomic rename); a failed execution is kept in
-    ``_build/failed/<profile>/<name>.ipynb``.
+    anything runs. Only the published profiles write the book: ``cpu`` into ``book/``, ``images``
+    (the Fashion-MNIST regime) into ``book/images/``, a part of the same book that ``_toc.yml``
+    takes in with a glob (its page ``book/images/00_regime.md`` is always there, so the part builds
+    before any image chapter has run). The others write ``_build/profiles/<profile>/book/`` beside
+    copies of ``_config.yml``, ``_toc.yml`` and the book's other pages, a book of their own. A
+    chapter replaces its executed copy only once its execution finished (temp file, then atomic
+    rename); a failed execution is kept in ``_build/failed/<profile>/<name>.ipynb``.
 ``python -m rplib.book root --profile PROFILE``
     prints the folder to render with ``jupyter-book build`` for that profile.
 ``python -m rplib.book refresh [--only NAME ...]``
@@ -55,9 +55,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PROFILES", "PUBLISHED", "PUBLISHED_PARTS", "KERNEL", "chapters_dir", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
-           "check", "button_problems", "book_root", "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes",
-           "execute", "refresh", "main"]
+__all__ = ["PROFILES", "PUBLISHED", "PUBLISHED_PARTS", "KERNEL", "chapters_dir", "toc_files", "chapters",
+           "load_profiles", "notebook_parameters", "plan", "check", "button_problems", "book_root",
+           "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes", "execute",
+           "refresh", "main"]
 
 PROFILES = ("smoke", "cpu", "images", "paper")
 PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published

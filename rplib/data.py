@@ -15,13 +15,12 @@ device for the small and CIFAR-sized sets, an ``ImageFolder`` pipeline for Image
   a folder under ``root``, see :func:`fashion_mnist_folder`), with torchvision's idx reader; the
   files enter the run's identity by content (:func:`fashion_mnist_fingerprint`).
 
-Training augmentation for the 32x32 sets is the papers' random crop (padding 4) + horizontal
-flip (REFERENCE.md section 4; SVHN is not flipped); Fashion-MNIST's 28x28 images get a random crop
-with padding 2 and a horizontal flip (its classes, garments and shoes, stay what they are in a mirror;
-the augmentation of Fashion-MNIST in Zhong et al. 2020, "Random Erasing Data Augmentation"), done as batched tensor ops on the device
-with randomness from an explicit ``torch.Generator``. Validation data is carved from the
-training set (``val_fraction``, ``split_seed``); the test set is never used for selection
-(REFERENCE.md section 5).
+Training augmentation for the 32x32 sets is the papers' random crop (padding 4) + horizontal flip
+(REFERENCE.md section 4; SVHN is not flipped); Fashion-MNIST's 28x28 images get a random crop with
+padding 2 and a horizontal flip (its classes, garments and shoes, stay what they are in a mirror).
+Both are done as batched tensor ops on the device with randomness from an explicit
+``torch.Generator``. Validation data is carved from the training set (``val_fraction``,
+``split_seed``); the test set is never used for selection (REFERENCE.md section 5).
 
 :func:`corrupt` gives the corrupted pruning data of the sanity checks (Su et al. 2020) and
 :func:`load_ood` the out-of-distribution inputs of the OoD-detection study (Liu et al. 2022).

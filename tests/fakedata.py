@@ -1,4 +1,5 @@
-"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST (shared by the tests)."""
+"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST (shared by the
+tests)."""
 
 import gzip
 import pickle
