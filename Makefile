@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 # serial, local, slurm or dask; see book/reproduce.md. An RPLIB_EXECUTOR in the environment is kept.
 EXECUTOR ?= $(or $(RPLIB_EXECUTOR),auto)
 
-.PHONY: book test env lock chromium benchmarks clean
+.PHONY: book test env lock chromium fashion-mnist benchmarks clean
 
 env: $(VENV)/.installed
 
@@ -40,8 +40,16 @@ chromium:
 test: env chromium
 	$(BIN)/python -m pytest
 
-# Only PROFILE=cpu (the published book) writes book/; smoke and paper build in _build/profiles/$(PROFILE)/.
-book: env
+# Fashion-MNIST for PROFILE=images: Debian's dataset-fashion-mnist, installed here when run as root.
+fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz || \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist; \
+		else echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'" \
+			"(or stage its four files in data/fashion-mnist)"; exit 1; fi
+
+# PROFILE=cpu (the published book) writes book/, PROFILE=images its part book/images/; smoke and paper build in
+# _build/profiles/$(PROFILE)/.
+book: env $(if $(filter images,$(PROFILE)),fashion-mnist)
 	RPLIB_EXECUTOR=$(EXECUTOR) $(BIN)/python -m rplib.book execute --profile $(PROFILE)
 	$(BIN)/jupyter-book build "$$($(BIN)/python -m rplib.book root --profile $(PROFILE))" --warningiserror --keep-going
 

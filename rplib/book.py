@@ -1,17 +1,19 @@
 """Execute the book's notebooks under a profile and check that the book's files agree.
 
-``python -m rplib.book execute --profile {smoke,cpu,paper} [--only NAME ...]``
+``python -m rplib.book execute --profile {smoke,cpu,images,paper} [--only NAME ...]``
     papermill-executes ``notebooks/<name>.ipynb`` for every chapter in ``_toc.yml`` order, with the
     parameters of ``notebooks/profiles.yml[name][profile]`` (``smoke``: the notebook's own defaults),
     kernel ``python3``, working directory ``notebooks/`` (as under nbval) and ``RPLIB_PROFILE`` set
     to the profile. Every profile and parameter name is checked against the notebooks before
-    anything runs. Only the published profile (``cpu``) writes ``book/``; the others write
-    ``_build/profiles/<profile>/book/`` beside copies of ``_config.yml``, ``_toc.yml`` and the book's
-    other pages, a book of their own. A chapter replaces its executed copy only once its execution
-    finished (temp file, then atomic rename); a failed execution is kept in
-    ``_build/failed/<profile>/<name>.ipynb``. A finished chapter shows the parameters it ran with as a
-    table under the profile's name (papermill's parameter cells stay in the notebook, off the page) and
-    carries no machine paths or timestamps.
+    anything runs. Only the published profiles write the book: ``cpu`` into ``book/``, ``images``
+    (the Fashion-MNIST regime) into ``book/images/``, a part of the same book that ``_toc.yml``
+    takes in with a glob (its page ``book/images/00_regime.md`` is always there, so the part builds
+    before any image chapter has run). The others write ``_build/profiles/<profile>/book/`` beside
+    copies of ``_config.yml``, ``_toc.yml`` and the book's other pages, a book of their own. A
+    chapter replaces its executed copy only once its execution finished (temp file, then atomic
+    rename); a failed execution is kept in ``_build/failed/<profile>/<name>.ipynb``. A finished
+    chapter shows the parameters it ran with as a table under the profile's name (papermill's
+    parameter cells stay in the notebook, off the page) and carries no machine paths or timestamps.
 ``python -m rplib.book root --profile PROFILE``
     prints the folder to render with ``jupyter-book build`` for that profile.
 ``python -m rplib.book refresh [--only NAME ...]``
@@ -53,12 +55,13 @@ from typing import Any
 
 import yaml
 
-from .profiles import (OVERRIDABLE, PROFILES, chapters, check_profile, load_profiles, notebook_parameters, plan,
-                       toc_files)
+from .profiles import (OVERRIDABLE, PROFILES, PUBLISHED_PARTS, chapters, check_profile, load_profiles,
+                       notebook_parameters, plan, toc_files)
 
-__all__ = ["PROFILES", "PUBLISHED", "KERNEL", "toc_files", "chapters", "load_profiles", "notebook_parameters", "plan",
-           "check", "button_problems", "book_root", "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes",
-           "execute", "refresh", "main", "strip_machine_details", "parameters_markdown", "executed_parameters"]
+__all__ = ["PROFILES", "PUBLISHED", "PUBLISHED_PARTS", "KERNEL", "chapters_dir", "toc_files", "chapters",
+           "load_profiles", "notebook_parameters", "plan", "check", "button_problems", "book_root",
+           "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes", "execute",
+           "refresh", "main", "strip_machine_details", "parameters_markdown", "executed_parameters"]
 
 PUBLISHED = "cpu"  # the profile whose executed chapters are committed in book/ and published
 KERNEL = "python3"
@@ -109,6 +112,8 @@ def check(root: Path | str = ".") -> list[str]:
             problems.append(f"notebooks/{nb_path.name} does not end with a provenance cell")
     for name in names:
         for profile in OVERRIDABLE:
+            if profile in PUBLISHED_PARTS and profile not in (load_profiles(root).get(name) or {}):
+                continue  # a part of the book holds only the chapters its profile has parameters for
             try:
                 plan(profile, [name], root)
             except ValueError as e:
@@ -124,7 +129,14 @@ def book_root(profile: str, root: Path | str = ".") -> Path:
     ``_build/profiles/<profile>`` for the others."""
     check_profile(profile)
     root = Path(root)
-    return root if profile == PUBLISHED else root / "_build" / "profiles" / profile
+    return root if profile == PUBLISHED or profile in PUBLISHED_PARTS else root / "_build" / "profiles" / profile
+
+
+def chapters_dir(profile: str, root: Path | str = ".") -> Path:
+    """The folder the profile's executed chapters go to: ``book/`` of :func:`book_root`, or the profile's
+    own part of the book (:data:`PUBLISHED_PARTS`)."""
+    check_profile(profile)
+    return Path(root) / PUBLISHED_PARTS[profile] if profile in PUBLISHED_PARTS else book_root(profile, root) / "book"
 
 
 def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
@@ -140,9 +152,10 @@ def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
             shutil.copy2(root / name, target / name)
     if (root / "_static").is_dir():
         shutil.copytree(root / "_static", target / "_static", dirs_exist_ok=True)
-    for f in (root / "book").iterdir():
+    for f in (root / "book").rglob("*"):
         if f.is_file() and f.suffix != ".ipynb":
-            shutil.copy2(f, target / "book" / f.name)
+            (target / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target / f.relative_to(root))
     return target
 
 
@@ -190,7 +203,13 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
 
 
 def write_findings(profile: str, root: Path | str = ".") -> Path:
-    """Rewrite the profile's ``book/findings.md`` from its executed chapters; returns the page's path."""
+    """Rewrite the profile's ``book/findings.md`` from its executed chapters; returns the page's path.
+
+    The findings page holds the verdicts of a whole book; a part of the book (:data:`PUBLISHED_PARTS`)
+    shows its verdicts in its chapters."""
+    if profile in PUBLISHED_PARTS:
+        raise ValueError(f"profile {profile!r} is a part of the published book ({PUBLISHED_PARTS[profile]}); its "
+                         "verdicts are in its chapters, and book/findings.md holds those of the cpu profile")
     book_dir = prepare_book_root(profile, root) / "book"
     path = book_dir / "findings.md"
     tmp = path.with_suffix(".md.tmp")
@@ -308,7 +327,7 @@ def _publishable(path: Path, profile: str, root: Path) -> None:
 
 
 def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:
-    """Execute the chapters (all, or ``only``) under ``profile`` into ``book_root(profile)/book/``.
+    """Execute the chapters (all, or ``only``) under ``profile`` into :func:`chapters_dir`.
 
     Each chapter executes into a temporary file next to its target and replaces it only when the
     execution finished; a failed execution moves to ``_build/failed/<profile>/`` and the error is raised.
@@ -321,7 +340,9 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
     root = Path(root).resolve()
     todo = plan(profile, only, root)
     from_settings()  # the chapters' executor settings (RPLIB_EXECUTOR, ...) are checked before any chapter runs
-    out_dir = prepare_book_root(profile, root) / "book"
+    prepare_book_root(profile, root)
+    out_dir = chapters_dir(profile, root)
+    out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["RPLIB_PROFILE"] = profile
     written = []
     for i, (name, params) in enumerate(todo.items(), start=1):
@@ -346,7 +367,8 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
               flush=True)
         written.append(out)
-    print(f"findings: {write_findings(profile, root).relative_to(root)}", flush=True)
+    if profile not in PUBLISHED_PARTS:  # a part's verdicts are not on the findings page yet
+        print(f"findings: {write_findings(profile, root).relative_to(root)}", flush=True)
     return written
 
 

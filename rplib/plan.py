@@ -46,6 +46,15 @@ SECONDS_PER_EPOCH: dict[tuple[str, str], float] = {
     ("convnet", "digits"): 0.236,
     ("mlp", "digits"): 0.033,
     ("mlp", "mnist1d"): 0.068,
+    # The images profile's networks on Fashion-MNIST (60,000 images, not augmented), measured on this 2-core
+    # machine while it was shared: CPU seconds (1 thread; a process's CPU time, not its wall time, which the
+    # sharing inflated 2-6x) per epoch of one whole run (data loading included) of the chapters' recipe,
+    # batch 128: LeNet-5 and LeNet-300-100 (mlp 300-100) over 4 epochs, ResNet-8 at width 0.25 over 2 (22.5 s).
+    # The resnet value is the mean over chapter 02's four networks (ResNet-8 at widths 0.125, 0.25 and 0.375,
+    # ResNet-14 at 0.25), scaled from ResNet-8's by the CPU time of timed steps (rplib.train.time_epoch).
+    ("lenet5", "fashion_mnist"): 6.1,
+    ("mlp", "fashion_mnist"): 1.9,
+    ("resnet", "fashion_mnist"): 25.2,
 }
 
 

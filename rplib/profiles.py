@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PROFILES", "OVERRIDABLE", "toc_files", "chapters", "load_profiles", "notebook_parameters", "check_profile",
-           "plan"]
+__all__ = ["PROFILES", "OVERRIDABLE", "PUBLISHED_PARTS", "toc_files", "chapters", "load_profiles", "notebook_parameters",
+           "check_profile", "plan"]
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "images", "paper")
 OVERRIDABLE = PROFILES[1:]  # smoke is the parameters cell itself, never overridden
+# published profiles whose chapters form a part of their own in the book, and that part's folder
+PUBLISHED_PARTS = {"images": Path("book") / "images"}
 
 
 def _walk_toc(node: Any) -> Iterator[str]:
@@ -74,12 +76,14 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
     check_profile(profile)
     root = Path(root)
     names = chapters(root)
+    profiles = load_profiles(root)
+    if profile in PUBLISHED_PARTS:  # a part of the book holds only the chapters the profile has parameters for
+        names = [n for n in names if profile in (profiles.get(n) or {})]
     if only:
         bad = [n for n in only if n not in names]
         if bad:
             raise ValueError(f"unknown chapter(s) {bad}; valid chapters: {', '.join(names)}")
         names = [n for n in names if n in only]
-    profiles = load_profiles(root)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         if name not in profiles:

@@ -1,5 +1,7 @@
-"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100 and SVHN (shared by the tests)."""
+"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST (shared by the
+tests)."""
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -69,3 +71,26 @@ def write_all(root: Path, **sizes) -> dict:
     """CIFAR-10, CIFAR-100 and SVHN under ``root``."""
     return {"cifar10": write_cifar10(root, **sizes.get("cifar10", {})), "cifar100": write_cifar100(root, **sizes.get("cifar100", {})),
             "svhn": write_svhn(root, **sizes.get("svhn", {}))}
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """A gzipped idx file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian int32 sizes, then the data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 20, seed: int = 3) -> dict:
+    """The four original Fashion-MNIST files (``train-images-idx3-ubyte.gz`` ...) in ``folder``: 28x28 images
+    whose mean brightness follows the label (so a network can learn them) and labels 0..9."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        x = np.clip(rng.normal(20 * y[:, None, None] + 30, 25, size=(n, 28, 28)), 0, 255).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
+        out[split] = (x, y)
+    return out

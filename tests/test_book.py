@@ -60,7 +60,7 @@ def test_plan_uses_profile_parameters_and_smoke_defaults(tmp_path: Path):
 
 
 @pytest.mark.parametrize("profile, only, profiles, message", [
-    ("gpu", None, "a: {}\nb: {}\n", "unknown profile 'gpu'; valid profiles: smoke, cpu, paper"),
+    ("gpu", None, "a: {}\nb: {}\n", "unknown profile 'gpu'; valid profiles: smoke, cpu, images, paper"),
     ("cpu", ["c"], "a: {}\nb: {}\n", "unknown chapter(s) ['c']; valid chapters: a, b"),
     ("cpu", None, "a: {}\nb:\n  cpu: {y: 1}\n", "sets unknown parameter(s) ['y']"),
     ("cpu", None, "a: {}\nb:\n  gpu: {x: 1}\n", "unknown profile(s) ['gpu']"),

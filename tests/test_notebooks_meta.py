@@ -111,7 +111,7 @@ def test_profiles_name_only_known_profiles_and_chapters():
     data = yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text())
     assert set(data) == set(book.chapters(ROOT))
     for name, entry in data.items():
-        assert set(entry or {}) <= {"cpu", "paper"}, f"{name}: {sorted(entry)}"
+        assert set(entry or {}) <= {"cpu", "images", "paper"}, f"{name}: {sorted(entry)}"
 
 
 def test_book_layout_is_consistent():

@@ -110,7 +110,7 @@ def test_cli_prints_a_table_and_rejects_bad_input(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "02_scaling" in out and "CPU-hours left" in out and "total" in out
     assert cli.main(["plan", "--profile", "gpu", "--book-root", str(ROOT)]) == 2
-    assert "unknown profile 'gpu'; valid profiles: smoke, cpu, paper" in capsys.readouterr().err
+    assert "unknown profile 'gpu'; valid profiles: smoke, cpu, images, paper" in capsys.readouterr().err
     assert cli.main(["plan", "--profile", "cpu", "--only", "2_scaling", "--book-root", str(ROOT)]) == 2
     assert "unknown chapter(s) ['2_scaling']" in capsys.readouterr().err
     assert cli.main(["plan", "--profile", "smoke", "--measure", "0", "--book-root", str(ROOT)]) == 2

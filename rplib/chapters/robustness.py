@@ -21,7 +21,7 @@ __all__ = ["Params", "IMAGE_SETS", "DEFAULT_EPSILONS", "LOWER_IS_BETTER", "CLAIM
            "grid", "eps_label", "radii_table", "collect", "paired_effects", "claim_effects", "difference_table",
            "summary_table", "plot_versus_sparsity", "plot_reliability", "plot_robustness"]
 
-IMAGE_SETS = ("cifar10", "cifar100", "svhn")  # pixels in [0, 1]
+IMAGE_SETS = ("cifar10", "cifar100", "svhn", "fashion_mnist")  # pixels in [0, 1]
 DEFAULT_EPSILONS = {
     "mnist1d": [0.0, 0.05, 0.1, 0.2],  # no pixel bounds: the generator's raw values, std about 1
     "digits": [0.0, 0.5, 1.0, 2.0],  # raw values are counts 0..16: 1.0 is 1/16 of the range
