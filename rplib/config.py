@@ -3,7 +3,9 @@
 ``RunConfig`` nests the configs of each concern (data, model, sparsity, DST, optimisation,
 evaluation). Every field is validated in ``__post_init__`` with a message naming the bad value
 and the valid choices. ``RunConfig.hash`` is the SHA-256 of the canonical JSON of everything
-except ``device`` (where a run executes does not change what it is).
+except what says where a run executes or where its data live (``device``, ``data.root``,
+``data.download``), with the data's identity instead (:meth:`rplib.data.DataConfig.identity`):
+the same experiment hashes alike on every machine, however its paths are spelled.
 """
 
 from __future__ import annotations
@@ -196,6 +198,9 @@ class OptimConfig:
             raise ValueError(f"milestones must be all epochs (integers >= 1) or all fractions in (0, 1), got {ms}")
         if list(ms) != sorted(ms):
             raise ValueError(f"milestones must be increasing, got {ms}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0 (the learning rate is multiplied by it at each milestone, and a "
+                             f"negative learning rate climbs the loss), got {self.gamma!r}")
 
     def milestone_epochs(self) -> list[float]:
         return [m * self.epochs if 0 < m < 1 else float(m) for m in self.milestones]
@@ -294,6 +299,7 @@ class RunConfig:
     def hash(self) -> str:
         d = self.to_dict()
         d.pop("device")
+        d["data"] = self.data.identity()
         return config_hash(d)
 
     def with_(self, changes: dict[str, Any] | None = None, **kw: Any) -> RunConfig:
