@@ -32,7 +32,7 @@ from .data import DataConfig, input_spec, split_sizes
 from .store import RunDir
 
 __all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTimer", "run_epochs", "seconds_per_epoch", "forward_macs",
-           "run_cost", "longest_first", "plan", "format_plan", "sizes_markdown"]
+           "run_cost", "longest_first", "grid_hours", "plan", "format_plan", "sizes_markdown"]
 
 # Seconds per epoch on CPU, as :func:`seconds_per_epoch` measures them, from the cpu-profile build of
 # the book (every run trained from an empty store by `make book`: 2 local workers, 1 thread each, on
@@ -81,6 +81,17 @@ def seconds_per_epoch(configs: Iterable[RunConfig], runs: Path) -> dict[tuple[st
                 seconds[cfg.model.name, cfg.data.name] += float(wall)
                 epochs[cfg.model.name, cfg.data.name] += run_epochs(cfg)
     return {key: seconds[key] / epochs[key] for key in seconds if epochs[key]}
+
+
+def grid_hours(configs: Sequence[RunConfig], runs: Path) -> float | None:
+    """Estimated hours of training ``configs`` on one worker, as :func:`plan` estimates them without timing:
+    epoch times of the finished runs in ``runs`` per (model, dataset), else :data:`SECONDS_PER_EPOCH`; None
+    when a pair has neither."""
+    stored = {**SECONDS_PER_EPOCH, **seconds_per_epoch(configs, runs)}
+    pairs = {(c.model.name, c.data.name) for c in configs}
+    if not pairs <= stored.keys():
+        return None
+    return sum(run_epochs(c) * stored[c.model.name, c.data.name] for c in configs) / 3600
 
 
 @functools.lru_cache(maxsize=None)

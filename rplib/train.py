@@ -533,7 +533,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
         te = time.perf_counter()
         loss, acc, step = trainer.epoch(net, opt, epoch, step, dyn, ranks.shard(trainer.train_batches(1, epoch)),
                                         ranks)
-        _check_finite(rd, "training", loss, epoch + 1, opt.param_groups[0]["lr"])
+        _check_finite(rd, "training", loss, epoch + 1, o.lr)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                                "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
         if bundle.val is not None and ranks.is_main:
@@ -556,7 +556,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
         return None
 
     test_acc, test_loss = trainer.accuracy(model, "test")
-    _check_finite(rd, "test", test_loss, o.epochs, opt.param_groups[0]["lr"])
+    _check_finite(rd, "test", test_loss, o.epochs, o.lr)
     metrics: dict[str, Any] = {"test_accuracy": test_acc, "test_loss": test_loss,
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
@@ -587,7 +587,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool) -> 
 def _check_finite(rd: RunDir, what: str, loss: float, epoch: int, lr: float) -> None:
     """A non-finite loss ends the run as diverged: a :class:`TrainingError`, nothing stored as its result."""
     if not math.isfinite(loss):
-        raise TrainingError(f"run {rd.hash} diverged: its {what} loss is {loss} after epoch {epoch} (learning rate "
+        raise TrainingError(f"run {rd.hash} diverged: its {what} loss is {loss} after epoch {epoch} (optim.lr="
                             f"{lr:g}); nothing is stored as its result; lower optim.lr")
 
 
