@@ -21,7 +21,7 @@ from . import evaluate as _evaluate
 from .data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig
 from .dst import DSTConfig
 from .evaluate import EvalConfig
-from .fields import check_fields, describe_type
+from .fields import check_fields, describe_type, type_hints
 from .pruning import GRASP_VARIANTS, check_grasp_variant
 from .sparsity import DATA_SCHEMES, SCHEMES, check_density
 from .store import config_hash
@@ -247,7 +247,7 @@ def _build(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{path.rstrip('.') or 'the config'} must be a mapping of {cls.__name__} fields, "
                          f"got {data!r} ({type(data).__name__})")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     bad = sorted(set(data) - set(names))
     if bad:
@@ -348,7 +348,7 @@ def describe_fields() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def walk(cls: type, instance: Any, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         for f in dataclasses.fields(cls):
             value = getattr(instance, f.name)
             if dataclasses.is_dataclass(hints[f.name]):

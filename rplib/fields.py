@@ -22,6 +22,7 @@ key given twice (YAML and JSON readers would silently keep only one of them).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import re
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["check_fields", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper", "YAML_MAX_CHARS",
+__all__ = ["check_fields", "type_hints", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper", "YAML_MAX_CHARS",
            "YAML_MAX_NODES"]
 
 YAML_MAX_CHARS = 1_000_000
@@ -131,9 +132,16 @@ def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, _plain(v, f"{name}.{k}")) for k, v in pairs))
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (it compiles every annotation string, and a grid
+    of thousands of configs checks each section of each of them)."""
+    return typing.get_type_hints(cls)
+
+
 def check_fields(obj: Any) -> None:
     """Check and normalise every field of the (frozen) dataclass ``obj`` against its type hint."""
-    hints = typing.get_type_hints(type(obj))
+    hints = type_hints(type(obj))
     for f in dataclasses.fields(obj):
         object.__setattr__(obj, f.name, _coerce(hints[f.name], getattr(obj, f.name), f.name))
 

@@ -88,6 +88,7 @@ class Result:
     def load(cls, rd: RunDir) -> Result:
         """The finished run in ``rd``, refusing a config that does not hash to the directory or incomplete metrics."""
         recover = f"delete {rd.path} (rm -r) to train the run again"
+        rd.check()
         try:
             config = RunConfig.from_dict(read_json(rd.config))
         except ValueError as e:
