@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["check_fields", "type_hints", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper", "YAML_MAX_CHARS",
-           "YAML_MAX_NODES"]
+__all__ = ["check_fields", "type_hints", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper",
+           "YAML_MAX_CHARS", "YAML_MAX_NODES"]
 
 YAML_MAX_CHARS = 1_000_000
 YAML_MAX_NODES = 100_000

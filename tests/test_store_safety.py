@@ -6,7 +6,6 @@ a listing with checksums of the run store and of a sentinel folder outside it, b
 
 import errno
 import hashlib
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -26,8 +25,7 @@ from rplib import cli, data, executors, plan, store, train
 from rplib.config import RunConfig
 from rplib.store import RunDir, StoreError, atomic_write_json, read_json
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fakedata  # noqa: E402
+import fakedata  # tests/fakedata.py, on the path through conftest.py
 
 TINY = {"data.num_samples": 600, "optim.epochs": 1, "optim.batch_size": 64, "device": "cpu"}
 
@@ -87,6 +85,7 @@ def test_symlinked_run_directory_is_refused(tmp_path, sentinel, capsys):
         train.run(cfg, root=root)
     line = error_line(capsys, ["train", "--root", str(root), "--quiet", *tiny_args()])
     assert "symbolic link" in line
+    assert snapshot(root, sentinel) == before
     (root / cfg.hash).unlink()
     (root / ".locks").symlink_to(sentinel)  # the lock folder may not lead out either
     before_locks = snapshot(root, sentinel)
@@ -332,7 +331,8 @@ def test_file_size_limit_and_ctrl_c_are_one_line(tmp_path):
     _, err = long.communicate(timeout=60)
     lines = err.strip().splitlines()
     assert long.returncode == 130 and len(lines) == 1, err
-    assert lines[0] == f"rplib: error: run {rd.hash} interrupted (its checkpoint {rd.checkpoint} is kept), rerun to resume"
+    assert lines[0] == (f"rplib: error: run {rd.hash} interrupted (its checkpoint {rd.checkpoint} is kept), "
+                        "rerun to resume")
     assert torch.load(rd.checkpoint, weights_only=True)["hash"] == rd.hash
     assert not list(rd.path.glob(".*.tmp"))
 
