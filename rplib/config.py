@@ -299,7 +299,7 @@ class RunConfig:
     def hash(self) -> str:
         d = self.to_dict()
         d.pop("device")
-        d["data"] = self.data.identity()
+        d["data"] = self.data.identity(self.eval.ood)
         return config_hash(d)
 
     def with_(self, changes: dict[str, Any] | None = None, **kw: Any) -> RunConfig:

@@ -117,7 +117,8 @@ class DataConfig:
       ``root`` (computed once per process and file, keyed by its path, size, modification time and
       inode), or, for a file not there yet, its published MD5 (torchvision verifies it on download).
       The official files therefore hash alike whether downloaded already or not, and an edited or
-      substituted file changes the hash (its runs are not the official set's).
+      substituted file changes the hash (its runs are not the official set's). The same holds for the
+      out-of-distribution sets a run reads from files (``eval.ood``: ``svhn``, ``cifar10``, ``cifar100``).
     * ``imagenet``: the class folder names of ``root/train`` and ``root/val`` (hashing a million images
       is not cheap; their content is not verified).
     """
@@ -147,12 +148,16 @@ class DataConfig:
             raise ValueError("imagenet cannot be downloaded: place ImageFolder trees at root/train and root/val "
                              "and use download=False")
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self, ood: tuple[str, ...] = ()) -> dict[str, Any]:
         """What the data are, for the run hash: every field but ``root`` and ``download``, plus ``content``
-        (see the class docstring)."""
+        (see the class docstring), and ``ood_content`` for the out-of-distribution sets among ``ood`` that
+        are read from files under ``root`` (:func:`load_ood`)."""
         d = dataclasses.asdict(self)
         del d["root"], d["download"]
         d["content"] = _content(self.name, self.root)
+        files = [s for s in ood if s in PUBLISHED_MD5]
+        if files:
+            d["ood_content"] = {s: _content(s, self.root) for s in files}
         return d
 
 

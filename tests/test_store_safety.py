@@ -242,6 +242,9 @@ def test_file_datasets_hash_by_their_content(tmp_path):
     batch = tmp_path / "fake" / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(batch.read_bytes() + b"\0")
     assert cifar(tmp_path / "fake").hash not in (fake, official)
+    with_ood = cifar(tmp_path / "fake").with_({"eval.ood": ["svhn"]}).hash
+    fakedata.write_svhn(tmp_path / "fake")  # the OoD set's files count too
+    assert cifar(tmp_path / "fake").with_({"eval.ood": ["svhn"]}).hash != with_ood
 
 
 # --------------------------------------------------------------------------- 6. environment and file-system faults
