@@ -2,8 +2,11 @@
 ``rplib config`` lists every config field with its type, default and valid choices;
 ``rplib plan`` lists what a profile will train.
 
-Every expected failure (a bad value, a missing or malformed file, an unusable run directory)
-ends with one line ``rplib: error: ...`` naming what is wrong, and exit status 2.
+Every expected failure (a bad value, a missing or malformed file, an unusable run directory, a
+file system that refuses a write, a config that cannot train or diverges) ends with one line
+``rplib: error: ...`` naming what is wrong, and exit status 2; Ctrl-C ends with one line and exit
+status 130, the last epoch checkpoint kept. A write over the file-size limit (``ulimit -f``) is an
+error line too, not a kill by ``SIGXFSZ``.
 
 ``python -m rplib ...`` is the same command line. ``torchrun --nproc-per-node N -m rplib train ...`` trains one
 config data-parallel over N processes (see :mod:`rplib.distributed`); rank 0 writes the run directory and prints
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 __all__ = ["main"]
@@ -174,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit then fails with EFBIG, reported
     try:
         return args.func(args)
     except (ValueError, StoreError) as e:
         print(f"rplib: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"rplib: error: {e or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

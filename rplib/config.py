@@ -3,7 +3,9 @@
 ``RunConfig`` nests the configs of each concern (data, model, sparsity, DST, optimisation,
 evaluation). Every field is validated in ``__post_init__`` with a message naming the bad value
 and the valid choices. ``RunConfig.hash`` is the SHA-256 of the canonical JSON of everything
-except ``device`` (where a run executes does not change what it is).
+except what says where a run executes or where its data live (``device``, ``data.root``,
+``data.download``), with the data's identity instead (:meth:`rplib.data.DataConfig.identity`):
+the same experiment hashes alike on every machine, however its paths are spelled.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from . import evaluate as _evaluate
 from .data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig
 from .dst import DSTConfig
 from .evaluate import EvalConfig
-from .fields import check_fields, describe_type
+from .fields import check_fields, describe_type, type_hints
 from .scores import GRASP_VARIANTS, check_grasp_variant
 from .sparsity import DATA_SCHEMES, SCHEMES, check_density
 from .store import config_hash
@@ -196,6 +198,9 @@ class OptimConfig:
             raise ValueError(f"milestones must be all epochs (integers >= 1) or all fractions in (0, 1), got {ms}")
         if list(ms) != sorted(ms):
             raise ValueError(f"milestones must be increasing, got {ms}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0 (the learning rate is multiplied by it at each milestone, and a "
+                             f"negative learning rate climbs the loss), got {self.gamma!r}")
 
     def milestone_epochs(self) -> list[float]:
         return [m * self.epochs if 0 < m < 1 else float(m) for m in self.milestones]
@@ -242,7 +247,7 @@ def _build(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{path.rstrip('.') or 'the config'} must be a mapping of {cls.__name__} fields, "
                          f"got {data!r} ({type(data).__name__})")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     bad = sorted(set(data) - set(names))
     if bad:
@@ -294,6 +299,7 @@ class RunConfig:
     def hash(self) -> str:
         d = self.to_dict()
         d.pop("device")
+        d["data"] = self.data.identity(self.eval.ood)
         return config_hash(d)
 
     def with_(self, changes: dict[str, Any] | None = None, **kw: Any) -> RunConfig:
@@ -342,7 +348,7 @@ def describe_fields() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def walk(cls: type, instance: Any, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         for f in dataclasses.fields(cls):
             value = getattr(instance, f.name)
             if dataclasses.is_dataclass(hints[f.name]):

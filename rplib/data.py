@@ -30,6 +30,7 @@ seed, measured here). Validation data is carved from the training set (``val_fra
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -65,6 +66,7 @@ __all__ = [
     "IMAGE_SETS",
     "input_spec",
     "load",
+    "require_files",
     "split_sizes",
     "synthetic",
     "corrupt",
@@ -122,15 +124,29 @@ class DataConfig:
     ``split_seed``) form the validation split.
     ``augment`` enables the training augmentation of the image sets in :meth:`DataBundle.batches`.
 
-    ``fingerprint`` is the content identity of the ``fashion_mnist`` files (empty for the other sets):
-    the SHA-256 of the four files (:func:`fashion_mnist_fingerprint`), filled in here when left empty
-    from the folder :func:`fashion_mnist_folder` finds for ``root``. As a field it is part of the
-    config's canonical JSON and so of the run hash: other bytes are another run, whichever folder
-    (Debian's, a cluster's staging copy, a differently spelled path) they are read from. A config read
-    back from a run's ``config.json`` keeps its fingerprint, and :func:`load` refuses files that do not
-    match it. A config of ``fashion_mnist`` can therefore only be built where the files are, and a copy
-    of one that points ``root`` at other files (``RunConfig.with_({"data.root": ...})``) keeps the old
-    fingerprint until it is set to ``""`` again.
+    Identity by content (:meth:`identity`, what the run hash holds instead of ``root`` and ``download``,
+    which only say where the data live and how they arrive): the same data give the same hash however
+    ``root`` is spelled (``data``, ``./data``, ``data/``, an absolute path) and on every machine, and
+    different data never share a hash.
+
+    * ``mnist1d``: the generator's package version and settings (``num_samples``, default arguments).
+      The kept ``root/mnist1d`` file records a SHA-256 of its arrays when written; a file whose arrays
+      do not match it (edited, damaged, or from an earlier version without one) is never used, but
+      generated again and replaced.
+    * ``digits``: scikit-learn's bundled copy (installed code, like the generator).
+    * ``cifar10``, ``cifar100``, ``svhn``: the MD5 of each file the set is read from, as found under
+      ``root`` (computed once per process and file, keyed by its path, size, modification time and
+      inode), or, for a file not there yet, its published MD5 (torchvision verifies it on download).
+      The official files therefore hash alike whether downloaded already or not, and an edited or
+      substituted file changes the hash (its runs are not the official set's). The same holds for the
+      out-of-distribution sets a run reads from files (``eval.ood``: ``svhn``, ``cifar10``, ``cifar100``).
+    * ``imagenet``: the class folder names of ``root/train`` and ``root/val`` (hashing a million images
+      is not cheap; their content is not verified).
+    * ``fashion_mnist``: the field ``fingerprint``, the SHA-256 of the four idx files
+      (:func:`fashion_mnist_fingerprint`), filled in when left empty from the folder
+      :func:`fashion_mnist_folder` finds for ``root``; :func:`load` refuses files that do not match it. A
+      config of ``fashion_mnist`` can therefore only be built where the files are, and a copy of one that
+      points ``root`` at other files keeps the old fingerprint until it is set to ``""`` again.
     """
 
     name: str = "mnist1d"
@@ -168,6 +184,75 @@ class DataConfig:
             raise ValueError(f"fingerprint must be a SHA-256 (64 lowercase hex digits), got {self.fingerprint!r}")
         if self.name == "fashion_mnist" and not self.fingerprint:
             object.__setattr__(self, "fingerprint", fashion_mnist_fingerprint(fashion_mnist_folder(self.root)))
+
+    def identity(self, ood: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What the data are, for the run hash: every field but ``root`` and ``download``, plus ``content``
+        (see the class docstring), and ``ood_content`` for the out-of-distribution sets among ``ood`` that
+        are read from files under ``root`` (:func:`load_ood`)."""
+        d = dataclasses.asdict(self)
+        del d["root"], d["download"]
+        d["content"] = _content(self.name, self.root)
+        files = [s for s in ood if s in PUBLISHED_MD5]
+        if files:
+            d["ood_content"] = {s: _content(s, self.root) for s in files}
+        return d
+
+
+# The published MD5 sums of the files each set is read from (torchvision's lists; the MNIST-1D and
+# digits arrays are produced by installed code instead).
+PUBLISHED_MD5: dict[str, dict[str, str]] = {
+    "cifar10": {"cifar-10-batches-py/data_batch_1": "c99cafc152244af753f735de768cd75f",
+                "cifar-10-batches-py/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                "cifar-10-batches-py/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+                "cifar-10-batches-py/data_batch_4": "634d18415352ddfa80567beed471001a",
+                "cifar-10-batches-py/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+                "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e",
+                "cifar-10-batches-py/batches.meta": "5ff9c542aee3614f3951f8cda6e48888"},
+    "cifar100": {"cifar-100-python/train": "16019d7e3df5f24257cddd939b257f8d",
+                 "cifar-100-python/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                 "cifar-100-python/meta": "7973b15100ade9c7d40fb424638fde48"},
+    "svhn": {"svhn/train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+             "svhn/test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3"},
+}
+
+
+def _content(name: str, root: str) -> str:
+    """The content part of :meth:`DataConfig.identity`."""
+    if name == "mnist1d":
+        return f"mnist1d {_package_version('mnist1d')} generator, default arguments"
+    if name == "digits":
+        return "scikit-learn load_digits"
+    if name == "fashion_mnist":
+        return "fashion_mnist idx files, SHA-256 in the fingerprint field"
+    if name == "imagenet":
+        folders = [Path(root) / "train", Path(root) / "val"]
+        classes = [sorted(p.name for p in f.iterdir() if p.is_dir()) if f.is_dir() else [] for f in folders]
+        return "imagenet classes sha256 " + hashlib.sha256(repr(classes).encode()).hexdigest()
+    md5 = {f: _file_md5(Path(root) / f) or published for f, published in PUBLISHED_MD5[name].items()}
+    return " ".join(f"{f}:{m}" for f, m in md5.items())
+
+
+@functools.cache
+def _package_version(name: str) -> str:
+    return importlib.metadata.version(name)
+
+
+def _file_md5(path: Path) -> str | None:
+    """The MD5 of the file at ``path`` (None if there is none), computed once per path, size, mtime and inode."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _md5(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _md5(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- the bundle
@@ -319,15 +404,20 @@ def _mnist1d_arrays(num_samples: int, root: str) -> tuple[np.ndarray, np.ndarray
 
     Generating takes seconds (the package's import included), in every process that trains on it: a
     notebook's kernel and each worker of a pool or a cluster. The arrays are therefore kept in
-    ``root/mnist1d/mnist1d-<package version>-<num_samples>.npz``, read back without pickle. That file
-    is only a cache: a missing or unreadable one is generated again, and an unwritable ``root`` only
-    means it is not kept. It is written under a temporary name and renamed, so a reader never sees
-    half a file.
+    ``root/mnist1d/mnist1d-<package version>-<num_samples>.npz``, read back without pickle, with the
+    SHA-256 of the arrays (:func:`_arrays_sha256`) recorded in it when written. That file is only a
+    cache: a missing or unreadable one, or one whose arrays do not match their recorded digest
+    (edited, damaged, or written without one), is generated again and replaced; an unwritable
+    ``root`` only means it is not kept. It is written under a temporary name and renamed, so a
+    reader never sees half a file.
     """
-    path = Path(root) / "mnist1d" / f"mnist1d-{importlib.metadata.version('mnist1d')}-{num_samples}.npz"
+    path = Path(root) / "mnist1d" / f"mnist1d-{_package_version('mnist1d')}-{num_samples}.npz"
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = tuple(f[k] for k in _MNIST1D_KEYS)
+            recorded = str(f["sha256"])
+        if recorded != _arrays_sha256(arrays):
+            raise ValueError(f"{path}: the arrays do not match their recorded SHA-256")
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
         arrays = _generate_mnist1d(num_samples)
         tmp = None
@@ -336,7 +426,7 @@ def _mnist1d_arrays(num_samples: int, root: str) -> tuple[np.ndarray, np.ndarray
             fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)  # unique per writer
             os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users of a shared root
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **dict(zip(_MNIST1D_KEYS, arrays)))
+                np.savez(f, **dict(zip(_MNIST1D_KEYS, arrays)), sha256=np.array(_arrays_sha256(arrays)))
             os.replace(tmp, path)
         except OSError:
             if tmp is not None:
@@ -345,6 +435,15 @@ def _mnist1d_arrays(num_samples: int, root: str) -> tuple[np.ndarray, np.ndarray
     for a in arrays:
         a.setflags(write=False)
     return arrays
+
+
+def _arrays_sha256(arrays: tuple[np.ndarray, ...]) -> str:
+    """SHA-256 over the dtype, shape and bytes of each array."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def _generate_mnist1d(num_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -435,6 +534,14 @@ def _missing_files(name: str, root: str, download: bool, split: str) -> tuple[Pa
         raise ValueError(f"{name} files not found in {folder} (missing: {', '.join(missing)}); pass download=True "
                          "(DataConfig(download=True); rplib train --set data.download=true) to fetch them")
     return folder, missing
+
+
+def require_files(cfg: DataConfig) -> None:
+    """Raise the one-line ``ValueError`` of :func:`load` if ``cfg`` is read from files that are missing and
+    ``download`` is off (nothing to check for the generated and bundled sets)."""
+    if cfg.name in IMAGE_SETS:
+        for split in ("train", "test"):
+            _missing_files(cfg.name, cfg.root, cfg.download, split)
 
 
 def _torchvision_arrays(name: str, root: str, download: bool, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -583,8 +690,7 @@ def load(cfg: DataConfig, device: str | torch.device = "cpu") -> DataBundle:
         x_tr, y_tr, x_te, y_te = _fashion_mnist_arrays(cfg.root, cfg.fingerprint)
         scale, bounds, num_classes = 255.0, (0.0, 1.0), 10
     else:
-        for split in ("train", "test"):
-            _missing_files(cfg.name, cfg.root, cfg.download, split)
+        require_files(cfg)
         x_tr, y_tr = _torchvision_arrays(cfg.name, cfg.root, cfg.download, "train")
         x_te, y_te = _torchvision_arrays(cfg.name, cfg.root, cfg.download, "test")
         scale, bounds, num_classes = 255.0, (0.0, 1.0), 100 if cfg.name == "cifar100" else 10

@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ __all__ = ["EXECUTORS", "SLURM_SETTINGS", "Executor", "Serial", "Local", "Slurm"
            "GridError", "describe", "from_settings", "execute_grid"]
 
 EXECUTORS = ("auto", "serial", "local", "slurm", "dask")
+#: a grid with more unfinished runs than this announces its size and estimated hours before it starts
+LARGE_GRID = 1000
 
 #: keys of the Slurm YAML file (``RPLIB_SLURM_CONFIG``), each also settable as ``RPLIB_SLURM_<KEY>``
 #: (which wins over the file), with their types and defaults (``None``: the cluster's default)
@@ -404,6 +407,19 @@ def from_settings(name: str | None = None, env: Mapping[str, str] | None = None)
 # --------------------------------------------------------------------------- the grid
 
 
+def _announce_large_grid(total: int, pending: Sequence[RunConfig], root: Path) -> None:
+    """One line on stderr before a grid of more than :data:`LARGE_GRID` unfinished runs starts: its size and
+    :func:`rplib.cost.grid_hours`, while Ctrl-C still stops it before any run."""
+    if len(pending) <= LARGE_GRID:
+        return
+    from .cost import grid_hours
+
+    hours = grid_hours(pending, root)
+    estimate = f"about {hours:.1f} hours on one worker" if hours is not None else "no epoch time known for an estimate"
+    print(f"rplib: a grid of {total} runs, {len(pending)} to train ({estimate}, see rplib plan); "
+          f"interrupt now (Ctrl-C) to stop", file=sys.stderr, flush=True)
+
+
 def execute_grid(configs: Iterable[RunConfig], root: Path | str, progress: bool,
                  executor: Executor | str | None = None) -> list[Result]:
     """Results of ``configs`` in input order: finished ones from the store, the others run by ``executor``.
@@ -424,7 +440,9 @@ def execute_grid(configs: Iterable[RunConfig], root: Path | str, progress: bool,
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(c.hash, c)  # identical configs run once, as the first of them
-    pending = longest_first([c for h, c in unique.items() if not RunDir(root, h).finished()])
+    pending = [c for h, c in unique.items() if not RunDir(root, h).finished()]
+    _announce_large_grid(len(unique), pending, root)
+    pending = longest_first(pending)
     failures: list[RunFailure] = []
 
     def done(cfg: RunConfig, err: BaseException | None) -> None:

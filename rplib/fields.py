@@ -12,11 +12,17 @@ a list and a tuple) and a wrong type is refused with the field's name and the ba
 
 YAML 1.1 (PyYAML's default) reads ``1e-3`` as a string; :func:`load_yaml` resolves numbers the
 YAML 1.2 way so that scientific notation is a float wherever a config is read.
+
+:func:`load_yaml` is bounded: a text of at most :data:`YAML_MAX_CHARS` characters whose document,
+with every alias expanded, has at most :data:`YAML_MAX_NODES` nodes (nested aliases, the "billion
+laughs", would otherwise expand exponentially in whatever reads the result), and no mapping with a
+key given twice (YAML and JSON readers would silently keep only one of them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import re
@@ -26,7 +32,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["check_fields", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper"]
+__all__ = ["check_fields", "type_hints", "describe_type", "load_yaml", "dump_yaml", "YamlLoader", "YamlDumper",
+           "YAML_MAX_CHARS", "YAML_MAX_NODES"]
+
+YAML_MAX_CHARS = 1_000_000
+YAML_MAX_NODES = 100_000
 
 
 def _kind(value: Any) -> str:
@@ -122,15 +132,68 @@ def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, _plain(v, f"{name}.{k}")) for k, v in pairs))
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (it compiles every annotation string, and a grid
+    of thousands of configs checks each section of each of them)."""
+    return typing.get_type_hints(cls)
+
+
 def check_fields(obj: Any) -> None:
     """Check and normalise every field of the (frozen) dataclass ``obj`` against its type hint."""
-    hints = typing.get_type_hints(type(obj))
+    hints = type_hints(type(obj))
     for f in dataclasses.fields(obj):
         object.__setattr__(obj, f.name, _coerce(hints[f.name], getattr(obj, f.name), f.name))
 
 
 class YamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with YAML 1.2 floats: ``1e-3``, ``1E5``, ``.5`` are numbers, not strings."""
+    """``yaml.SafeLoader`` with YAML 1.2 floats (``1e-3``, ``1E5``, ``.5`` are numbers, not strings), at most
+    :data:`YAML_MAX_NODES` nodes once aliases are expanded, and no duplicate keys."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, typing.Hashable) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (a mapping may give each key once)", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse a document of more than :data:`YAML_MAX_NODES` nodes once every alias is expanded (counted on
+    the node graph, where an alias is a shared node, without expanding anything)."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: meeting one again is a recursive alias
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        if not children_done and id(node) in open_:
+            raise yaml.constructor.ConstructorError(None, None, "a recursive alias (a node that contains itself)",
+                                                    node.start_mark)
+        children = [] if isinstance(node, yaml.ScalarNode) else \
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if children_done:
+            size[id(node)] = min(1 + sum(size.get(id(c), 0) for c in children), YAML_MAX_NODES + 1)
+            continue
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    if size[id(root)] > YAML_MAX_NODES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the document expands (aliases included) to more than {YAML_MAX_NODES} nodes, the limit",
+            root.start_mark)
 
 
 _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -168,7 +231,10 @@ def _lists(obj: Any) -> Any:
 
 
 def load_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML text with :class:`YamlLoader`; a syntax error becomes one line naming ``source``."""
+    """Parse YAML text with :class:`YamlLoader`; a syntax error, a duplicate key or a document over the limits
+    (:data:`YAML_MAX_CHARS`, :data:`YAML_MAX_NODES`) becomes one line naming ``source``."""
+    if len(text) > YAML_MAX_CHARS:
+        raise ValueError(f"{source}: {len(text)} characters, more than the {YAML_MAX_CHARS} a config may have")
     try:
         return yaml.load(text, Loader=YamlLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as e:

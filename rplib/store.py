@@ -7,6 +7,15 @@
 Files are written atomically (temporary file + rename) with the permissions the process umask
 allows, so a store can be shared by a group. A file that cannot be read raises :class:`StoreError`:
 one line naming the file and how to recover.
+
+The store never writes outside its root: a run directory is ``<root>/<hash>`` with ``hash`` a
+hexadecimal name, and :meth:`RunDir.check` refuses a run directory, lock folder or run file that is
+a symbolic link, or that resolves outside the resolved root (the root itself may be a link). Locks
+live in ``<root>/.locks/<hash>``, outside the run directory, so removing a run directory during a run
+cannot let a second process train into it. A write that the file system refuses (read-only store,
+disk full, file-size limit, a file where a directory is expected) is a :class:`StoreError` naming
+the file, the cause and what to do. JSON is written and read strictly: no ``NaN`` or ``Infinity``
+(which strict JSON readers reject) and no duplicate keys.
 """
 
 from __future__ import annotations
@@ -14,8 +23,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,32 +52,74 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
-def _atomic(path: Path, write) -> None:
+def _write_problem(path: Path, e: OSError) -> str:
+    """One line: which file could not be written, why, and what to do."""
+    where = f"{path}: cannot write"
+    advice = {
+        errno.ENOSPC: "the disk is full; free space and rerun (an unfinished run resumes from its last checkpoint)",
+        errno.EDQUOT: "the disk quota is exceeded; free space and rerun (an unfinished run resumes from its last "
+                      "checkpoint)",
+        errno.EFBIG: "the file exceeds this process's file-size limit (ulimit -f); raise the limit and rerun",
+        errno.EROFS: "the file system is read-only; use a writable run store (--root or RPLIB_RUNS)",
+        errno.EACCES: "permission denied; use a run store you may write to (--root or RPLIB_RUNS)",
+        errno.EPERM: "permission denied; use a run store you may write to (--root or RPLIB_RUNS)",
+        errno.EEXIST: f"{e.filename} is a file where a directory is expected; remove or rename it",
+        errno.ENOTDIR: f"a file stands where a directory is expected on the way to {e.filename}; remove or rename it",
+        errno.EISDIR: f"{e.filename or path} is a directory where a file is expected; remove it",
+    }.get(e.errno)
+    return f"{where} ({e.strerror or e}): {advice}" if advice else f"{where} ({e.strerror or e})"
+
+
+def _atomic(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.is_symlink():
+            raise StoreError(f"{path.parent} is a symbolic link; the run store writes through no links: remove it")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; a store shared by a group needs the umask
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise StoreError(_write_problem(path, e)) from None
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
+    _atomic(path, text.encode())
+
+
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN or infinity in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the value"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if where else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    """``obj`` as strict JSON (no NaN or infinity: a ``ValueError`` naming the entry, nothing written)."""
+    bad = _non_finite(obj)
+    if bad is not None:
+        raise ValueError(f"{path}: {bad} is not a finite number; strict JSON cannot hold it, nothing was written")
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    buffer = io.BytesIO()  # serialised first, so that a failing write is a plain OSError of the file
+    torch.save(obj, buffer)
+    _atomic(path, buffer.getvalue())
 
 
 def _umask() -> int:
@@ -78,11 +132,27 @@ def read_json(path: Path) -> Any:
     """The JSON document at ``path``; a missing or malformed file raises :class:`StoreError` naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except FileNotFoundError:
         raise StoreError(f"{path}: file missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise StoreError(f"{path} is a directory where a file is expected; remove it (rm -r {path})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise StoreError(f"{path}: not valid JSON ({e})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all distinct (``json`` would keep the last of two silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def default_root() -> Path:
@@ -90,12 +160,20 @@ def default_root() -> Path:
     return Path(os.environ.get("RPLIB_RUNS", "runs"))
 
 
+_RUN_NAME = re.compile(r"[0-9a-f]{1,64}")
+
+
 class RunDir:
-    """The files of one run."""
+    """The files of one run: ``<root>/<hash>``, its lock in ``<root>/.locks/<hash>``."""
 
     def __init__(self, root: Path | str, run_hash: str):
+        if not isinstance(run_hash, str) or not _RUN_NAME.fullmatch(run_hash):
+            raise StoreError(f"{run_hash!r} is not a run hash (hexadecimal digits); a run directory is "
+                             f"<root>/<hash> and never another path")
         self.hash = run_hash
-        self.path = Path(root) / run_hash
+        self.root = Path(root)
+        self.path = self.root / run_hash
+        self.lock_path = self.root / ".locks" / run_hash
 
     config = property(lambda self: self.path / "config.json")
     metrics = property(lambda self: self.path / "metrics.json")
@@ -103,24 +181,56 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     mask_report = property(lambda self: self.path / "mask_report.json")
 
+    def check(self) -> None:
+        """Refuse (:class:`StoreError`, nothing touched) a store whose run directory, lock folder or run files
+        would lead outside the resolved root: a symbolic link, a path resolving elsewhere, or a file where a
+        directory is expected (and the reverse)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the run store {self.root} is a file, not a directory; remove it or choose another "
+                             f"store (--root or RPLIB_RUNS)")
+        root = self.root.resolve()
+        for folder in (self.path, self.root / ".locks", self.lock_path):
+            if folder.is_symlink():
+                raise StoreError(f"{folder} is a symbolic link (to {os.readlink(folder)}); the run store follows no "
+                                 f"link out of {root}: remove the link")
+            if folder.exists() and not folder.is_dir():
+                raise StoreError(f"{folder} is a file where the run store expects a directory; remove or rename it")
+            if folder.exists() and root not in folder.resolve().parents:
+                raise StoreError(f"{folder} resolves to {folder.resolve()}, outside the run store {root}; remove it")
+        for f in (self.config, self.metrics, self.history, self.checkpoint, self.mask_report):
+            if f.is_symlink():
+                raise StoreError(f"{f} is a symbolic link (to {os.readlink(f)}); the run store follows no link: "
+                                 f"remove it")
+            if f.is_dir():
+                raise StoreError(f"{f} is a directory where a file is expected; remove it (rm -r {f})")
+
     def finished(self) -> bool:
         return self.metrics.is_file()
 
     def lock(self) -> RunLock:
-        """An inter-process lock: concurrent requests for the same run wait instead of corrupting it."""
-        return RunLock(self.path)
+        """An inter-process lock: concurrent requests for the same run wait instead of corrupting it.
+
+        It lives outside the run directory, so that removing the run directory while a process trains
+        it does not let a second process in."""
+        self.check()
+        return RunLock(self.lock_path)
 
     def remove_temporary_files(self) -> None:
         """Delete the temporary files a killed writer left behind (call with the lock held)."""
+        self.check()
         for tmp in self.path.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as e:
+                raise StoreError(_write_problem(tmp, e)) from None
 
 
 class RunLock:
     """An exclusive lock on a run directory, held while one process trains the run.
 
     The lock is ``flock`` on the directory itself, so deleting or replacing files inside it (the
-    ``.lock`` file of earlier versions included) cannot let a second process in. Where the file
+    ``.lock`` file of earlier versions included) cannot let a second process in; once held, the
+    directory is checked to be still the one at ``path``, retrying otherwise. Where the file
     system refuses ``flock`` on a directory (Linux NFS emulates ``flock`` with POSIX locks, which
     need a file open for writing), the lock falls back to ``flock`` on ``.lock`` and, once held,
     checks that ``.lock`` is still the file it locked, retrying otherwise.
@@ -131,17 +241,29 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._fd = self._lock()
         except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            fd = self._lock_file()
-        self._fd = fd
+            raise StoreError(_write_problem(self.path, e)) from None
         return self
+
+    def _lock(self) -> int:
+        while True:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                return self._lock_file()
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the directory was removed or replaced while we waited: lock the new one
 
     def _lock_file(self) -> int:
         lock = self.path / ".lock"

@@ -12,6 +12,15 @@ parallelism of a grid comes from running several runs at once (:mod:`rplib.execu
 threads inside one run. On GPU, masks are identical and metrics agree up to the non-determinism
 of CUDA kernels and of bf16 autocast (:class:`FastPath`).
 
+Training health: a config that cannot train is refused with one line (:class:`TrainingError`) before
+anything is written: a batch larger than the training split (no optimizer step), a network with fewer
+than :data:`MIN_PRUNABLE_WEIGHTS` prunable weights, a network that cannot take the dataset's inputs.
+A run whose training or test loss becomes non-finite (diverged) ends with a :class:`TrainingError` too:
+no ``metrics.json`` is written, so no reader of the store (:meth:`Result.load`, :func:`run_grid` and the
+chapters' frames, the plan's epoch times) ever sees it as a result; the last finite epoch's checkpoint
+stays, and a rerun diverges again. A checkpoint records its run's hash, epoch and parameter shapes and
+is resumed only by that run. Ctrl-C ends a run with :class:`RunInterrupted`, keeping the last checkpoint.
+
 A grid of runs is :func:`rplib.grid.run_grid`, one layer above.
 """
 
@@ -21,6 +30,7 @@ import contextlib
 import copy
 import hashlib
 import dataclasses
+import math
 import os
 import pickle
 import sys
@@ -46,10 +56,23 @@ from .models import build, prunable_parameters
 from .sparsity import layerwise_densities
 from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
 
-__all__ = ["run", "Result", "FastPath", "resolve_device", "count_flops", "run_threads", "show_progress", "time_epoch"]
+__all__ = ["run", "Result", "FastPath", "resolve_device", "count_flops", "run_threads", "show_progress", "time_epoch",
+           "TrainingError", "RunInterrupted", "MIN_PRUNABLE_WEIGHTS"]
 
 _REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
-_CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step")
+_CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step", "hash", "shapes")
+
+#: the fewest prunable (Conv/Linear) weights a trained network may have: below it (e.g. ``model.width=1e-9``,
+#: a network of a few dozen weights) a network is too small to be pruned meaningfully at any density
+MIN_PRUNABLE_WEIGHTS = 100
+
+
+class TrainingError(ValueError):
+    """A config that cannot train (refused before anything is written) or a run that diverged."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the last epoch checkpoint is kept and a rerun resumes from it."""
 
 
 @dataclass
@@ -65,6 +88,7 @@ class Result:
     def load(cls, rd: RunDir) -> Result:
         """The finished run in ``rd``, refusing a config that does not hash to the directory or incomplete metrics."""
         recover = f"delete {rd.path} (rm -r) to train the run again"
+        rd.check()
         try:
             config = RunConfig.from_dict(read_json(rd.config))
         except ValueError as e:
@@ -151,6 +175,10 @@ def run_threads() -> int:
     text = os.environ.get("RPLIB_THREADS", "1")
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"RPLIB_THREADS must be an integer >= 1, got {text!r}")
+    cores = os.cpu_count() or 1
+    if int(text) > cores:
+        raise ValueError(f"RPLIB_THREADS={text} is more than the {cores} CPU cores of this machine, which would "
+                         f"only slow the run down; use at most {cores} (default 1)")
     return int(text)
 
 
@@ -164,8 +192,18 @@ def _intra_op_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _load_checkpoint(rd: RunDir, device: torch.device) -> dict[str, Any] | None:
-    """The last epoch checkpoint of an unfinished run (tensors and plain data only: ``weights_only``)."""
+def _shapes(model: nn.Module) -> dict[str, list[int]]:
+    """The shape of every parameter and buffer of ``model``, as a checkpoint records them."""
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def _load_checkpoint(rd: RunDir, device: torch.device, model: nn.Module, epochs: int,
+                     steps_per_epoch: int) -> dict[str, Any] | None:
+    """The last epoch checkpoint of an unfinished run (tensors and plain data only: ``weights_only``).
+
+    It is used only if it is this run's: its hash is the run directory's, its epoch lies in
+    ``1..epochs`` with ``steps_per_epoch`` steps each, and its parameter shapes are ``model``'s.
+    """
     if not rd.checkpoint.is_file():
         return None
     try:
@@ -174,11 +212,56 @@ def _load_checkpoint(rd: RunDir, device: torch.device) -> dict[str, Any] | None:
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
     else:
         missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
-        if not missing:
+        problem = f"lacks {', '.join(missing)}" if missing else _checkpoint_mismatch(ckpt, rd.hash, model, epochs,
+                                                                                    steps_per_epoch)
+        if problem is None:
             return ckpt
-        problem = f"lacks {', '.join(missing)}"
     raise StoreError(f"{rd.checkpoint} cannot be used ({problem}): delete it to restart this unfinished run "
                      f"from scratch (rm {rd.checkpoint})")
+
+
+def _checkpoint_mismatch(ckpt: dict[str, Any], run_hash: str, model: nn.Module, epochs: int,
+                         steps_per_epoch: int) -> str | None:
+    """Why ``ckpt`` is not a checkpoint of this run, or None."""
+    if ckpt["hash"] != run_hash:
+        return f"it belongs to run {ckpt['hash']}, not {run_hash}"
+    epoch, step = ckpt["epoch"], ckpt["step"]
+    if not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+        return f"its epoch {epoch!r} is not in 1..{epochs}"
+    if step != epoch * steps_per_epoch:
+        return f"its step {step!r} is not {epoch} epochs of {steps_per_epoch} steps"
+    expected = _shapes(model)
+    found = {k: list(v.shape) for k, v in ckpt["model"].items()} if isinstance(ckpt["model"], dict) else {}
+    for recorded in (ckpt["shapes"], found):
+        if recorded != expected:
+            diff = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
+            return (f"its parameter shapes differ from this run's network ({diff[0]}: {recorded.get(diff[0])} "
+                    f"instead of {expected.get(diff[0])})")
+    return None
+
+
+def _preflight(cfg: RunConfig) -> None:
+    """Refuse, with one :class:`TrainingError` line and before anything is written, a config that cannot train:
+    a batch larger than the training split, a network below :data:`MIN_PRUNABLE_WEIGHTS` prunable weights, or
+    one that cannot take the dataset's inputs (built and run on the ``meta`` device: no memory, no compute)."""
+    d, m = cfg.data, cfg.model
+    rdata.require_files(d)
+    n_train = rdata.split_sizes(d)["train"]
+    if cfg.optim.batch_size > n_train:
+        raise TrainingError(f"optim.batch_size={cfg.optim.batch_size} is larger than the {n_train} training examples "
+                            f"of {d.name}: every epoch would take no optimizer step; use optim.batch_size <= {n_train}")
+    in_shape, num_classes = rdata.input_spec(d)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = build(m.name, num_classes, in_shape=in_shape, **m.options())
+            model.eval()(torch.empty(2, *in_shape))
+    except (RuntimeError, ValueError) as e:
+        raise TrainingError(f"model.name={m.name!r} cannot take the {d.name} inputs of shape {tuple(in_shape)} "
+                            f"({str(e).splitlines()[0]}); choose a network made for them") from None
+    weights = sum(p.numel() for p in prunable_parameters(model).values())
+    if weights < MIN_PRUNABLE_WEIGHTS:
+        raise TrainingError(f"model {m.name} with width {m.width:g} has {weights} prunable weights, fewer than the "
+                            f"floor of {MIN_PRUNABLE_WEIGHTS}; increase model.width (or model.hidden)")
 
 
 def show_progress(progress: bool | None) -> bool:
@@ -422,11 +505,12 @@ def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdat
     return mask.to(next(model.parameters()).device), model
 
 
-def _initial_network(cfg: RunConfig, bundle: rdata.DataBundle, trainer: _Trainer, ranks: rdist.Ranks = rdist.SINGLE,
+def _initial_network(cfg: RunConfig, model: nn.Module, bundle: rdata.DataBundle, trainer: _Trainer,
+                     ranks: rdist.Ranks = rdist.SINGLE,
                      ckpt: dict[str, Any] | None = None) -> tuple[nn.Module, Mask | None]:
-    """The network a run trains and its mask (None when dense), the mask drawn on the freshly initialised
-    float32 network (or read from ``ckpt``) before the trainer's fast path converts the network."""
-    model = _build_model(cfg, bundle, cfg.seed).to(trainer.device)
+    """The network a run trains and its mask (None when dense): ``model`` (freshly initialised, float32, on the
+    trainer's device) and the mask drawn on it (or read from ``ckpt``), before the trainer's fast path converts
+    the network."""
     if ckpt is None:
         mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
     else:
@@ -450,8 +534,9 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
     trainer = _Trainer(cfg, bundle, device, fast)
     o = cfg.optim
 
-    ckpt = _load_checkpoint(rd, device)
-    model, mask = _initial_network(cfg, bundle, trainer, ranks, ckpt)
+    model = _build_model(cfg, bundle, cfg.seed).to(device)
+    ckpt = _load_checkpoint(rd, device, model, o.epochs, trainer.steps_per_epoch)
+    model, mask = _initial_network(cfg, model, bundle, trainer, ranks, ckpt)
     opt = trainer.optimizer(model)
     if mask is not None:
         mask.check_fits(model)
@@ -486,6 +571,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
         te = time.perf_counter()
         loss, acc, step = trainer.epoch(net, opt, epoch, step, dyn, ranks.shard(trainer.train_batches(1, epoch)),
                                         ranks)
+        _check_finite(rd, "training", loss, epoch + 1, o.lr)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                                "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
         if bundle.val is not None and ranks.is_main:
@@ -502,11 +588,13 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
                            "mask": mask.state_dict() if mask is not None else None,
                            "initial_mask": initial_mask if mask is not None else None,
                            "dst": dyn.state_dict() if dyn is not None else None,
-                           "history": history, "epoch": epoch + 1, "step": step}, rd.checkpoint)
+                           "history": history, "epoch": epoch + 1, "step": step, "hash": rd.hash,
+                           "shapes": _shapes(model)}, rd.checkpoint)
     if not ranks.is_main:
         return None
 
     test_acc, test_loss = trainer.accuracy(model, "test")
+    _check_finite(rd, "test", test_loss, o.epochs, o.lr)
     metrics: dict[str, Any] = {"test_accuracy": test_acc, "test_loss": test_loss,
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
@@ -530,14 +618,25 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
     if mask is not None:
         atomic_write_json(rd.mask_report, [dataclasses.asdict(r) for r in mask.report()])
     atomic_write_json(rd.history, history)
+    if not rd.config.is_file():  # the run directory was removed during the run
+        atomic_write_json(rd.config, cfg.to_dict())
     atomic_write_json(rd.metrics, metrics)  # written last: its presence marks the run finished
     return Result(cfg, metrics, history, rd.path)
+
+
+def _check_finite(rd: RunDir, what: str, loss: float, epoch: int, lr: float) -> None:
+    """A non-finite loss ends the run as diverged: a :class:`TrainingError`, nothing stored as its result."""
+    if not math.isfinite(loss):
+        raise TrainingError(f"run {rd.hash} diverged: its {what} loss is {loss} after epoch {epoch} (optim.lr="
+                            f"{lr:g}); nothing is stored as its result; lower optim.lr")
 
 
 def run(config: RunConfig, root: str | Path | None = None, progress: bool | None = None) -> Result:
     """The result of ``config``: read from the store if finished, else trained (resuming a checkpoint if any).
 
-    Concurrent processes asking for the same run wait on a file lock instead of corrupting it.
+    Concurrent processes asking for the same run wait on a file lock instead of corrupting it. A config
+    that cannot train raises :class:`TrainingError` before anything is written; Ctrl-C raises
+    :class:`RunInterrupted`, the last epoch checkpoint kept for the next call to resume.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"run() takes a RunConfig, got {type(config).__name__}")
@@ -545,19 +644,26 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
     device = resolve_device(config.device)  # before anything is written
     fast = FastPath.resolve(device)
     threads = run_threads()
+    rd.check()
     ranks, _ = rdist.setup(device)
     if ranks.distributed:
+        _preflight(config)
         with _intra_op_threads(threads):
             return _run_ranks(config, rd, device, show_progress(progress), ranks, fast)
     if rd.finished():
         return Result.load(rd)
+    _preflight(config)
     with rd.lock():
         if rd.finished():
             return Result.load(rd)
         rd.remove_temporary_files()
         atomic_write_json(rd.config, config.to_dict())
         with _intra_op_threads(threads):
-            return _train(config, rd, device, show_progress(progress), fast)
+            try:
+                return _train(config, rd, device, show_progress(progress), fast)
+            except KeyboardInterrupt:
+                kept = f"its checkpoint {rd.checkpoint} is kept" if rd.checkpoint.is_file() else "no epoch had ended"
+                raise RunInterrupted(f"run {rd.hash} interrupted ({kept}), rerun to resume") from None
 
 
 def _run_ranks(config: RunConfig, rd: RunDir, device: torch.device, progress: bool, ranks: rdist.Ranks,

@@ -50,7 +50,8 @@ def config(**sparsity) -> RunConfig:
 
 def initial(cfg: RunConfig, bundle: rdata.DataBundle, fast: train.FastPath) -> tuple[torch.nn.Module, Mask]:
     """What a run trains from: the network and mask of the trainer's own path under ``fast``."""
-    return train._initial_network(cfg, bundle, train._Trainer(cfg, bundle, CPU, fast))
+    return train._initial_network(cfg, train._build_model(cfg, bundle, cfg.seed), bundle,
+                                  train._Trainer(cfg, bundle, CPU, fast))
 
 
 def context(cfg: RunConfig, bundle: rdata.DataBundle) -> pruning.PruneContext:

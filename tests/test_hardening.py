@@ -200,7 +200,7 @@ def test_unreadable_inputs_give_one_line_errors(tmp_path):
 def test_damaged_store_files_are_named(tmp_path, damage, expect):
     args = ("train", "--set", "data.num_samples=600", "--set", "optim.epochs=1", "--quiet")
     assert cli(*args, root=tmp_path).returncode == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]  # .locks aside
     damage(RunDir(tmp_path, run_dir.name))
     line = one_line_error(cli(*args, root=tmp_path))
     assert run_dir.name in line
@@ -251,7 +251,7 @@ def test_store_files_follow_the_umask(tmp_path):
         train.run(tiny(), root=tmp_path)
     finally:
         os.umask(old)
-    (run_dir,) = list(tmp_path.iterdir())
+    (run_dir,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # .locks aside
     for name in ("config.json", "metrics.json", "history.json", "checkpoint.pt"):
         assert (run_dir / name).stat().st_mode & 0o777 == 0o664, name
 
