@@ -298,10 +298,15 @@ def _rewrite_generated(path: Path, source: str, text: str) -> Path:
 
 
 def write_rules(root: Path | str = ".") -> Path:
-    """Rewrite the claims table of ``book/verdicts.md`` from :data:`rplib.claims.CLAIMS`."""
-    from .claims import rules_markdown
+    """Rewrite the generated tables of ``book/verdicts.md``: the claims (:data:`rplib.claims.CLAIMS`), the power
+    table (:func:`rplib.power.power_markdown`) and the version-1 claims."""
+    from .claims import CLAIMS_V1, rules_markdown
+    from .power import power_markdown
 
-    return _rewrite_generated(Path(root) / "book" / "verdicts.md", "rplib.claims.rules_markdown()", rules_markdown())
+    path = Path(root) / "book" / "verdicts.md"
+    _rewrite_generated(path, "rplib.power.power_markdown()", power_markdown())
+    _rewrite_generated(path, "rplib.claims.rules_markdown(CLAIMS_V1)", rules_markdown(CLAIMS_V1))
+    return _rewrite_generated(path, "rplib.claims.rules_markdown()", rules_markdown())
 
 
 def write_sizes(root: Path | str = ".") -> Path:

@@ -10,6 +10,7 @@ criterion, density) for the descriptive table. Accuracies are in percent.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
@@ -23,7 +24,8 @@ from ..dst import DSTConfig
 from ..plotting import color, errorbar_plot, figure_legend, heatmap, linestyle, mean_ci, mean_ci_table
 from ._params import ChapterParams
 
-__all__ = ["Params", "config", "grids", "grid", "run", "frame", "schedule_note", "CLAIM_IDS", "claim_effects",
+__all__ = ["Params", "config", "grids", "grid", "run", "frame", "schedule_note", "CLAIM_IDS", "SAME_RANKING", "rivals", "rival_effects", "claim_effects",
+           "claim_verdicts",
            "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
            "scheduled_alpha", "drop_set_similarity", "similarity_notes", "plot_accuracy", "plot_ranks",
            "plot_similarity", "plot_sweep", "plot_rewiring"]
@@ -48,6 +50,7 @@ class Params(ChapterParams):
     lr: float = 0.1
     weight_decay: float = 5e-4
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
     densities: list = field(default_factory=lambda: [0.05, 0.2])
@@ -112,7 +115,7 @@ def config(p: Params, density: float, seed: int, drop: str = "none", grow: str =
 def grids(p: Params) -> dict[str, list[RunConfig]]:
     """``static`` (every density), ``criteria`` (growth x drop criterion x density) and ``sweep``
     (update periods at ``sweep_density``, plus its static runs), each for every seed."""
-    seeds = range(p.seeds)
+    seeds = p.seed_list
     return {
         "static": [config(p, d, s) for d in p.densities for s in seeds],
         "criteria": [config(p, d, s, c, g) for g in p.growths for c in p.criteria for d in p.densities for s in seeds],
@@ -239,18 +242,61 @@ def setting_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dict[str, pd.Series]:
-    """Per-seed effect (index = seed, points) of each of the chapter's claims: the per-seed mean over the
-    settings of :func:`setting_effects` (growth criteria and densities as the claim's effect text says;
-    ``held_out`` as there). A seed that lacks one of the settings is an error."""
+#: Criteria whose score ranks the weights exactly as another criterion's does (the same drop set at every
+#: update): taylor_fo scores |w g|, snip (w g)^2, so they are one criterion and only snip is a rival.
+SAME_RANKING = {"taylor_fo": "snip"}
+
+
+def rivals(p: Params) -> list[str]:
+    """The drop criteria rules version 2 compares with magnitude: every distinct criterion of ``p`` but magnitude."""
+    return [c for c in p.criteria if c != "magnitude" and SAME_RANKING.get(c) not in p.criteria]
+
+
+def rival_effects(frame: pd.DataFrame, p: Params, densities: Sequence[float] | None = None) -> pd.DataFrame:
+    """Seeds x rivals table of magnitude - rival test accuracy (points), paired by seed, averaged per seed over
+    the growth criteria and ``densities`` (default: all of the grid's): the effect of the version-2 criteria claims."""
+    if "magnitude" not in p.criteria:
+        raise ValueError(f"the criteria claims compare every criterion with magnitude; criteria {p.criteria} lack it")
+    dyn = _dst(frame, p)
+    parts = []
+    for g in p.growths:
+        for d in (p.densities if densities is None else densities):
+            acc = _seed_table(dyn[(dyn.growth == g) & (dyn.density == d)], "criterion", list(p.criteria))
+            parts.append(acc[["magnitude"]].to_numpy() - acc[rivals(p)])
+    return (sum(parts) / len(parts)).rename_axis("seed").rename_axis("rival", axis=1)
+
+
+def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dict[str, pd.Series | pd.DataFrame]:
+    """The effects :func:`rplib.claims.decide` takes for the chapter's claims under rules version 2:
+    ``drop_criteria_alike`` a seeds x rivals table of magnitude - rival over every growth criterion and density,
+    ``magnitude_best_low_density`` the same at the lowest density (nothing is chosen on the scored seeds),
+    ``dst_beats_static`` the per-seed mean over densities of DST - static. ``held_out`` gives the version-1
+    effects of :func:`setting_effects` with the choices held out (a descriptive check)."""
     long = setting_effects(frame, p, held_out)
-    out = {}
+    out: dict[str, pd.Series | pd.DataFrame] = {}
     for claim in CLAIM_IDS:
         wide = long[long.claim == claim].pivot(index="seed", columns=["growth", "density"], values="effect")
         missing = (f"{claim}: seed(s) {{seeds}} lack (growth, density) settings that other seeds have; "
                    "the per-seed mean needs every setting for every seed")
         out[claim] = mean_over_cases(wide, missing).rename(claim)
+    if not held_out:
+        out["drop_criteria_alike"] = rival_effects(frame, p)
+        out["magnitude_best_low_density"] = rival_effects(frame, p, [p.densities[0]])
     return out
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdicts under rules version 2, each with its cases: every rival of the criteria claims,
+    every density of ``dst_beats_static``."""
+    from ..claims import CLAIMS, decide
+
+    effects = claim_effects(frame, p)
+    long = setting_effects(frame, p)
+    dst = long[long.claim == "dst_beats_static"].pivot(index="seed", columns="density", values="effect")
+    dst.columns = [f"d = {d:g}" for d in dst.columns]
+    return [decide(CLAIMS["drop_criteria_alike"], effects["drop_criteria_alike"]),
+            decide(CLAIMS["magnitude_best_low_density"], effects["magnitude_best_low_density"]),
+            decide(CLAIMS["dst_beats_static"], effects["dst_beats_static"], cases=dst)]
 
 
 def effect_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
@@ -336,20 +382,20 @@ def rewiring_table(results: dict, frame: pd.DataFrame, p: Params) -> pd.DataFram
 
 def scheduled_alpha(results: dict, p: Params) -> float:
     """Mean of alpha(t) over the mask updates at ``update_period`` (the same schedule for every run)."""
-    r = results[config(p, p.densities[0], 0, "magnitude", "random").hash]
+    r = results[config(p, p.densities[0], p.seed_offset, "magnitude", "random").hash]
     alphas = [u["alpha"] for u in json.loads((r.path / "dst_log.json").read_text())]
     return float(np.mean(alphas)) if alphas else float("nan")
 
 
 def drop_set_similarity(results: dict, p: Params) -> pd.DataFrame:
     """Jaccard similarity of the drop sets every pair of criteria picks from one trained network (magnitude
-    drop, first growth criterion, lowest density, seed 0) and one batch's gradient, ``k = ceil(alpha_0 n)``
+    drop, first growth criterion, lowest density, first seed) and one batch's gradient, ``k = ceil(alpha_0 n)``
     per layer, averaged over the sparse layers."""
     import torch
 
     from ..sparsity import Mask
 
-    probe = results[config(p, p.densities[0], 0, "magnitude", p.growths[0]).hash]
+    probe = results[config(p, p.densities[0], p.seed_offset, "magnitude", p.growths[0]).hash]
     bundle = rdata.load(probe.config.data)
     ckpt = torch.load(probe.path / "checkpoint.pt", map_location="cpu", weights_only=True)
     net = models.build(p.model, bundle.num_classes, in_shape=bundle.in_shape, **probe.config.model.options())
@@ -456,13 +502,13 @@ def plot_sweep(frame: pd.DataFrame, p: Params) -> plt.Figure:
 
 
 def plot_rewiring(results: dict, p: Params) -> plt.Figure | None:
-    """Share of active weights replaced at every update (%) by ``set`` and ``set_as_released`` (seed 0, lowest
+    """Share of active weights replaced at every update (%) by ``set`` and ``set_as_released`` (first seed, lowest
     density, first growth criterion) next to the scheduled alpha(t); None unless both are criteria."""
     if not set(SET_VARIANTS) <= set(p.criteria):
         return None
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for c, marker in zip(SET_VARIANTS, "os"):
-        log = json.loads((results[config(p, p.densities[0], 0, c, p.growths[0]).hash].path / "dst_log.json")
+        log = json.loads((results[config(p, p.densities[0], p.seed_offset, c, p.growths[0]).hash].path / "dst_log.json")
                          .read_text())
         ax.plot([u["step"] for u in log], [100 * u["changed_total"] for u in log], label=c, color=color(c),
                 linestyle=linestyle(c), marker=marker)
@@ -470,6 +516,6 @@ def plot_rewiring(results: dict, p: Params) -> plt.Figure | None:
             label="alpha(t)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("active weights replaced (%)")
-    ax.set_title(f"d = {p.densities[0]:g}, {p.growths[0]} growth, seed 0")
+    ax.set_title(f"d = {p.densities[0]:g}, {p.growths[0]} growth, seed {p.seed_offset}")
     figure_legend(fig)
     return fig

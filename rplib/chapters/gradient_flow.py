@@ -44,6 +44,7 @@ class Params(ChapterParams):
     dense: bool = True
     prune_samples_per_class: int = 10
     seeds: int = 2
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -81,7 +82,7 @@ def grid(p: Params) -> list[RunConfig]:
     base = RunConfig(data=_data(p), optim=scaled_cifar_recipe(p.epochs, p.batch_size, p.lr),
                      eval=EvalConfig(grad_flow=True), device=p.device)
     return [replace(base, model=ModelConfig(name, width=p.width), sparsity=sp, seed=seed)
-            for name in p.models for sp in masks(p).values() for seed in range(p.seeds)]
+            for name in p.models for sp in masks(p).values() for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results

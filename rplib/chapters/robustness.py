@@ -62,6 +62,7 @@ class Params(ChapterParams):
     attack_examples: int = 200
     reliability_sparsity: float = 0.9
     seeds: int = 2
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -116,7 +117,7 @@ def grid(p: Params) -> list[RunConfig]:
     return [replace(base, model=ModelConfig(name, width=p.width), seed=seed,
                     sparsity=SparsityConfig(method="random", density=round(1 - s, 6), scheme=p.scheme) if s
                     else SparsityConfig())
-            for name in p.models for s in [0.0, *p.sparsities] for seed in range(p.seeds)]
+            for name in p.models for s in [0.0, *p.sparsities] for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results

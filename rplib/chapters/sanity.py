@@ -3,6 +3,7 @@ frame, its claims' paired effects, tables and figures."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # matplotlib is imported by the functions that draw, so that 
 
 __all__ = ["Params", "METHODS", "SANITY", "PRUNE_DATA", "NAMES", "PAI", "CORRUPTED", "CLAIM_IDS", "variants",
            "model_configs", "classifier_shares", "labelled_grid", "grid", "build_frame", "case_effects",
-           "claim_effects", "accuracy_table", "effects_table", "best_references", "plot_accuracy", "plot_effects",
+           "claim_effects", "claim_verdicts", "accuracy_table", "effects_table", "best_references", "plot_accuracy", "plot_effects",
            "layer_densities", "plot_layer_densities", "largest_departures", "classifier_note"]
 
 METHODS = ("snip", "grasp", "lottery")
@@ -44,6 +45,7 @@ class Params(ChapterParams):
     CHAPTER = "04_sanity_checks"
     dataset: str = "mnist1d"
     num_samples: int = 1000
+    val_fraction: float = 0.1
     data_root: str = "../data"
     download: bool = False
     networks: list = field(default_factory=lambda: ["cnn1d"])
@@ -64,12 +66,14 @@ class Params(ChapterParams):
     weight_decay: float = 0.0001
     milestones: list = field(default_factory=lambda: [0.5, 0.75])
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
     rewind_lowered: bool = field(default=False, init=False)  # rewind_epoch was lowered to epochs - 1
 
     def __post_init__(self) -> None:
         self._data_fields()
+        self._float("val_fraction", 0, 1, lo_open=True, hi_open=True)
         self._choices("networks", models.available())
         self._floats("widths", 0, None, lo_open=True)
         if len(self.widths) != len(self.networks):
@@ -104,7 +108,11 @@ def model_configs(p: Params) -> dict[str, ModelConfig]:
 
 
 def _base(p: Params) -> RunConfig:
-    return RunConfig(data=data_config(p.dataset, p.data_root, p.download, p.num_samples),
+    """The chapter's base config: ``val_fraction`` of the training set held out as the validation split the
+    smart-ratio claim chooses its reference on (drawn per run with the run's seed, see :func:`labelled_grid`)."""
+    data = dataclasses.replace(data_config(p.dataset, p.data_root, p.download, p.num_samples),
+                               val_fraction=p.val_fraction)
+    return RunConfig(data=data,
                      optim=OptimConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
                                        milestones=tuple(p.milestones)),
                      device=p.device)
@@ -130,8 +138,8 @@ def labelled_grid(p: Params) -> list[tuple[dict[str, Any], RunConfig]]:
     """``(labels, config)`` per run; labels: network, density, method, variant."""
     out = []
     for net_label, model_cfg in model_configs(p).items():
-        for seed in range(p.seeds):
-            start = _base(p).with_(model=model_cfg, seed=seed)
+        for seed in p.seed_list:
+            start = _base(p).with_({"data.split_seed": seed}, model=model_cfg, seed=seed)  # the split varies too
             if p.dense:
                 out.append(({"network": net_label, "density": 1.0, "method": "dense", "variant": "original"}, start))
             for d in p.densities:
@@ -169,7 +177,8 @@ _LABELS = ["network", "density", "method", "variant"]
 
 
 def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Sequence[Any]) -> pd.DataFrame:
-    """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``kept_density`` and ``hash``."""
+    """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``val`` (final validation
+    accuracy, %; NaN without a validation split), ``kept_density`` and ``hash``."""
     from ..train import to_frame
 
     if len(grid) != len(results):
@@ -178,6 +187,7 @@ def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Seque
     frame = pd.DataFrame([labels for labels, _ in grid])
     frame["seed"] = [cfg.seed for _, cfg in grid]
     frame["acc"] = 100 * runs["test_accuracy"].to_numpy(dtype=float)
+    frame["val"] = 100 * (runs["val_accuracy"].to_numpy(dtype=float) if "val_accuracy" in runs else np.nan)
     frame["kept_density"] = runs["density"].to_numpy(dtype=float)  # the mask's measured density
     frame["hash"] = runs["hash"].to_numpy()
     return frame
@@ -190,14 +200,13 @@ def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.D
     ``reference`` of the case. Cases: each SNIP/GraSP mask rearranged minus the original mask
     (``rearrange_costs_nothing``); each SNIP/GraSP mask scored on random labels or random pixels minus
     the mask scored on clean data (``corrupted_data_costs_nothing``); the random ticket (smart ratio)
-    minus the better of SNIP and GraSP at that network and density, "better" by mean accuracy over
-    seeds (``smart_ratio_matches_pruning``; the ``reference`` column says which). Pairs are matched by
+    minus the better of SNIP and GraSP at that network and density, "better" by mean *validation* accuracy
+    over seeds, never test accuracy (``smart_ratio_matches_pruning``; the ``reference`` column says which). Pairs are matched by
     seed with :func:`rplib.claims.paired`, so a seed missing on one side is an error; the cases come
     from ``p``, so a missing case is one too.
 
-    That is the declared rule. Choosing the better reference on the seeds it is scored on favours it
-    (a seed's noise can make it the better one); ``held_out=True`` is the check of that bias: each seed's
-    reference is the better one by the mean over the *other* seeds (:func:`rplib.claims.held_out_picks`).
+    That is the rule of version 2. ``held_out=True`` makes each seed's choice by the mean validation
+    accuracy over the *other* seeds (:func:`rplib.claims.held_out_picks`), a descriptive check.
     """
     from ..claims import best_level, held_out_picks, paired
 
@@ -225,7 +234,10 @@ def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.D
             if p.random_tickets and pai:
                 original = here[here.variant == "original"]
                 gaps = {m: paired(original, "method", "smart_ratio", m, "acc") for m in pai}  # checks the pairs
-                table = pd.DataFrame({m: original[original.method == m].set_index("seed")["acc"] for m in pai})
+                table = pd.DataFrame({m: original[original.method == m].set_index("seed")["val"] for m in pai})
+                if table.isna().any().any():
+                    raise ValueError("case_effects: the smart-ratio claim chooses SNIP or GraSP on validation accuracy; "
+                                     "the runs have no validation split (set val_fraction > 0)")
                 picks = held_out_picks(table, best_level) if held_out else dict.fromkeys(table.index,
                                                                                           best_level(table.mean()))
                 best = {seed: levels[0] for seed, levels in picks.items()}
@@ -251,6 +263,24 @@ def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dic
         table = c.pivot(index="seed", columns=["network", "density", "case"], values="effect")
         out[claim] = mean_over_cases(table, f"claim_effects: seeds {{seeds}} lack cases of {claim!r} that other "
                                             "seeds have").rename(claim)
+    return out
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdicts, each pooled over its cases (:func:`claim_effects`) with every case's own verdict
+    (network, density, case) beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    cases = case_effects(frame, p)
+    out = []
+    for claim in CLAIM_IDS:
+        c = cases[cases.claim == claim]
+        if c.empty:
+            continue
+        table = c.pivot(index="seed", columns=["network", "density", "case"], values="effect")
+        table.columns = [f"{net}, d = {d:g}, {case}" for net, d, case in table.columns]
+        out.append(decide_cases(CLAIMS[claim], table, f"claim_verdicts: seeds {{seeds}} lack cases of {claim!r} "
+                                                      "that other seeds have"))
     return out
 
 

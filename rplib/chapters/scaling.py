@@ -55,6 +55,7 @@ class Params(ChapterParams):
     batch_size: int = 128
     lr: float = 0.1
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -124,9 +125,9 @@ def config(p: Params, depth: int, width: float, scheme: str, s: float, seed: int
 
 def grid(p: Params) -> list[RunConfig]:
     """Every network dense, then every (network, scheme, sparsity), each for every seed."""
-    configs = [config(p, d, w, "dense", 0.0, seed) for d, w in sizes(p) for seed in range(p.seeds)]
+    configs = [config(p, d, w, "dense", 0.0, seed) for d, w in sizes(p) for seed in p.seed_list]
     return configs + [config(p, d, w, scheme, s, seed) for d, w in sizes(p) for scheme in p.schemes
-                      for s in p.sparsities for seed in range(p.seeds)]
+                      for s in p.sparsities for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results
@@ -208,7 +209,7 @@ def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
     """Dense runs that check the training length: each network at ``p.epochs`` and at ``factor`` times as many.
 
     ``networks`` defaults to the smallest and the largest network of the grid (by prunable weights);
-    seeds ``0 .. seeds-1``. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
+    the chapter's first ``seeds`` seeds. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
     :func:`rplib.train.run_grid` and summarise with :func:`epoch_check`.
     """
     if factor < 2 or seeds < 1:
@@ -217,7 +218,8 @@ def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
         n = prunable_weights(p)
         networks = list(dict.fromkeys([min(n, key=n.get), max(n, key=n.get)]))
     longer = dataclasses.replace(p, epochs=factor * p.epochs)
-    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer) for seed in range(seeds)]
+    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer)
+            for seed in range(p.seed_offset, p.seed_offset + seeds)]
 
 
 def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:

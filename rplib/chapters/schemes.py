@@ -50,6 +50,7 @@ class Params(ChapterParams):
     batch_size: int = 128
     lr: float = 0.1
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -121,9 +122,9 @@ def config(p: Params, scheme: str, s: float, seed: int) -> RunConfig:
 def grid(p: Params, net: Network | None = None) -> list[RunConfig]:
     """The dense network and every reachable (scheme, sparsity) pair, each for every seed."""
     unreachable = (net or network(p)).unreachable
-    configs = [config(p, "dense", 0.0, seed) for seed in range(p.seeds)]
+    configs = [config(p, "dense", 0.0, seed) for seed in p.seed_list]
     return configs + [config(p, scheme, s, seed) for scheme in p.schemes for s in p.sparsities
-                      if (scheme, s) not in unreachable for seed in range(p.seeds)]
+                      if (scheme, s) not in unreachable for seed in p.seed_list]
 
 
 def describe(net: Network, p: Params) -> str:
