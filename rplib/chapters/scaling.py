@@ -26,10 +26,11 @@ from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 if TYPE_CHECKING:
+    from ..regime import Regime
     from ..train import Result
 
 __all__ = ["Params", "FAMILIES", "PAPER", "sizes", "label", "prunable_weights", "config", "grid", "frame", "gaps",
-           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check"]
+           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check", "regime", "claim_verdicts"]
 
 FAMILIES = ("cnn1d", "resnet", "wrn")  # registry names that take both a depth and a width
 
@@ -201,6 +202,17 @@ def effects(p: Params, g: pd.DataFrame) -> pd.Series:
     return s[s.sweep == "both"].groupby("seed").slope.mean().rename("slope (points per doubling)")
 
 
+def claim_verdicts(p: Params, g: pd.DataFrame) -> list:
+    """The chapter's verdict from the gaps ``g`` (:func:`gaps`): the per-seed slope over both sweeps averaged over
+    the schemes (:func:`effects`), with each scheme's own verdict beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    s = slopes(p, g)
+    table = s[s.sweep == "both"].pivot(index="seed", columns="scheme", values="slope")[list(p.schemes)]
+    return [decide_cases(CLAIMS["scaling_gap_shrinks"], table, "claim_verdicts: seeds {seeds} lack the slope of a "
+                                                               "scheme that other seeds have")]
+
+
 # --------------------------------------------------------------------------- training length
 
 
@@ -239,3 +251,13 @@ def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:
                     "difference, mean [95% CI]": mean_ci(diff, 2), "largest |difference|": diff.abs().max(),
                     "seeds": len(diff)})
     return pd.DataFrame(out).set_index("network")
+
+
+def regime(p: Params, runs: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claim (:mod:`rplib.regime`): every network of the sweeps, at the gap's density;
+    with ``runs`` (:func:`frame`) the dense networks' test accuracy."""
+    from ..regime import regime as make
+
+    dense = None if runs is None else runs[runs.scheme == "dense"].rename(columns={"accuracy": "acc"})
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [label(p, d, w) for d, w in sizes(p)],
+                p.epochs, [round(1 - p.gap_sparsity, 10)], dense)
