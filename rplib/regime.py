@@ -7,10 +7,10 @@ claims at the top (the paper's setting and effect beside this book's) and glues 
 :func:`publish_regime` under :data:`GLUE_NAME`; the findings page (:func:`rplib.book.findings_markdown`)
 reads it back with :func:`read_regime` and puts it beside every verdict of the chapter.
 
-Near chance: a network (or a drop criterion) whose test accuracy cannot be shown to lie more than
-:data:`NEAR_CHANCE_POINTS` points above chance level ``100 / num_classes`` (the upper end of the 95%
-t-interval of :func:`rplib.claims.mean_interval` is below chance + 10 points; the mean with fewer than two
-seeds) learned too little for a claim about how it learns; the findings page says so in the caveat.
+Near chance: a network (or a drop criterion) whose test accuracy is shown to lie within
+:data:`NEAR_CHANCE_POINTS` points of chance level ``100 / num_classes`` (the upper end of the 95% t-interval of
+:func:`rplib.claims.mean_interval` is below chance + 10 points; the mean with fewer than two seeds) learned too
+little for a claim about how it learns; the findings page says so in the caveat.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def chance_level(num_classes: int) -> float:
 
 
 def near_chance(accuracies: Iterable[float], num_classes: int, points: float = NEAR_CHANCE_POINTS) -> bool:
-    """Whether accuracies (%, one per seed) cannot be shown to lie more than ``points`` above chance: the upper
-    end of their 95% t-interval (their mean with fewer than two) is below ``chance_level + points``."""
+    """Whether accuracies (%, one per seed) are shown to lie within ``points`` of chance: the upper end of their 95%
+    t-interval (their mean with fewer than two) is below ``chance_level + points``."""
     mean, _, high = mean_interval(accuracies)
     top = mean if math.isnan(high) else high
     return bool(top < chance_level(num_classes) + points)

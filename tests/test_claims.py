@@ -183,7 +183,7 @@ def test_a_held_out_check_that_reaches_another_verdict_is_noted_on_the_findings_
         "            'dst_beats_static': pd.Series([1.0, 2.0, 1.5, 2.5])}\n"
         "publish([decide(CLAIMS[k], e) for k, e in declared.items()])"), nbformat.v4.new_code_cell(
         "publish_held_out(declared, {'drop_criteria_alike': pd.Series([0.1, -0.2, 0.0, 0.3]),\n"
-        "                            'dst_beats_static': pd.Series([1.0, 2.0, 1.5, 2.5])})")])
+        "                            'dst_beats_static': pd.Series([1.0, 2.0, 1.5, 2.5])}, CLAIMS)")])
     NotebookClient(nb, kernel_name="python3", timeout=120).execute()
     assert "the rule's verdict on it" in nb.cells[1].outputs[-1]["data"]["text/plain"]
     (tmp_path / "05_dst_criteria.ipynb").write_text(json.dumps(nb))
@@ -191,7 +191,7 @@ def test_a_held_out_check_that_reaches_another_verdict_is_noted_on_the_findings_
     row = next(line for line in page.splitlines() if alike.statement in line)
     assert "**disagrees** (agrees with the choice held out)" in row
     row = next(line for line in page.splitlines() if CLAIMS["dst_beats_static"].statement in line)
-    assert "**agrees** |" in row  # the same verdict either way: no note
+    assert "**agrees** (v1); Holm" in row  # the same verdict either way: no note
 
 
 # --------------------------------------------------------------------------- choices held out of the scored seed
