@@ -28,9 +28,9 @@ from ._params import ChapterParams
 if TYPE_CHECKING:
     from ..regime import Regime
 
-__all__ = ["Params", "DENSE", "config", "dense_config", "grids", "grid", "run", "frame", "grid_note", "schedule_note", "CLAIM_IDS",
-           "SAME_RANKING", "rivals", "rival_effects", "claim_effects", "claim_verdicts", "chance_table", "chance_note",
-           "regime", "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
+__all__ = ["Params", "DENSE", "config", "dense_config", "grids", "grid", "run", "frame", "grid_note", "schedule_note",
+           "CLAIM_IDS", "SAME_RANKING", "rivals", "rival_effects", "claim_effects", "claim_verdicts", "chance_table",
+           "chance_note", "regime", "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
            "scheduled_alpha", "drop_set_similarity", "similarity_notes", "plot_accuracy", "plot_ranks",
            "plot_similarity", "plot_sweep", "plot_rewiring"]
 

@@ -225,7 +225,8 @@ TICKETS = ("lottery", "hybrid")  # the masks drawn from a dense pre-training of 
 #: Claim id -> what it checks: a sanity check of SNIP/GraSP (``sparsity.sanity``), their pruning data
 #: (``sparsity.prune_data``), a sanity check of the lottery ticket, or a comparison of two tickets.
 CHECKS = {"rearrange_costs_nothing": ("sanity", ("rearrange",)), "shuffle_costs_nothing": ("sanity", ("shuffle",)),
-          "corrupted_data_costs_nothing": ("prune_data", CORRUPTED), "half_data_costs_nothing": ("prune_data", ("half",)),
+          "corrupted_data_costs_nothing": ("prune_data", CORRUPTED),
+          "half_data_costs_nothing": ("prune_data", ("half",)),
           "smart_ratio_matches_pruning": ("ticket", ("smart_ratio",)),
           "lottery_fails_sanity": ("lottery", ("rearrange", "shuffle")),
           "hybrid_beats_random_ticket": ("ticket", ("hybrid", "smart_ratio")),
