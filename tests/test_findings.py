@@ -115,3 +115,17 @@ def test_publish_regime_glues_what_read_regime_reads_back(tmp_path):
     r = regime.read_regime(json.loads(nbformat.writes(nb)))
     assert r is not None and r.chapter == "02_scaling" and r.networks == ("cnn1d depth 3, width 1",)
     assert r.dense_accuracy["cnn1d depth 3, width 1"][0] == 81.0 and r.epochs == 60
+
+
+@pytest.mark.parametrize("name", sorted({c.chapter for c in CLAIMS.values()}))
+def test_each_chapter_opens_with_its_claims_regime_and_glues_it(name: str):
+    import nbformat
+
+    from rplib.chapters import CHAPTERS
+
+    cells = [c for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells
+             if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])) + 1
+    assert "regime_table(chapter.regime(params))" in cells[first].source, f"{name}: no regime table after parameters"
+    assert any("publish_regime(chapter.regime(params" in c.source for c in cells), f"{name}: regime not glued"
+    assert callable(getattr(CHAPTERS[name], "regime", None))
