@@ -162,44 +162,76 @@ def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
 _FINDINGS_HEAD = """\
 # Findings
 
-Every claim the book tests, with the verdict its chapter reached under this book's profile. The
-effect is the mean over seeds (over repeats for the timing claim) of the claim's paired effect,
-with its 95% confidence interval; {doc}`verdicts` states the rules, which were fixed before any
-chapter ran. Three rules choose a criterion or a reference on the same seeds they score; each of
-their chapters also reports a check, not declared in advance, that makes the choice on the other
-seeds, and where the rule reaches another verdict on that check's effect the verdict column says so.
+Every claim the book tests, with the verdict its chapter reached under this book's profile, beside the
+paper's own setting and effect and this book's setting (dataset, networks, epochs, densities, the dense
+networks' test accuracy, from the chapter's runs). The effect is the mean over seeds (over repeats for the
+timing claim) of the claim's paired effect, with its 95% confidence interval (a table claim gives its
+counts); {doc}`verdicts` states the rules and their version. Each verdict is given as its rule reached it
+(*raw*) and after Holm's adjustment across all the book's claims that ran (*Holm*): a verdict that does not
+survive the adjustment is inconclusive there. Where the claim's cases (networks, densities, checks, rivals)
+reach different verdicts, the verdict cell says so. The caveat names what of the regime the claim depends
+on, with what the chapter measured (a dense network near chance level).
 
 % written from the executed chapters by `python -m rplib.book findings`; do not edit by hand
 
-| claim | chapter | verdict | effect, mean [95% CI] | n |
-|---|---|---|---|---|
+| claim | chapter | paper: setting; effect | this book: setting; dense accuracy | verdict (rule): raw; Holm | \
+effect, mean [95% CI] | n | caveat |
+|---|---|---|---|---|---|---|---|
 """
 
 
 def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
-    """The findings page: one row per declared claim, from the verdicts glued in ``book_dir/<chapter>.ipynb``."""
+    """The findings page: one row per declared claim, from the verdicts and the regime records glued in
+    ``book_dir/<chapter>.ipynb`` (:func:`rplib.claims.publish`, :func:`rplib.regime.publish_regime`); the paper
+    columns come from the claims (:data:`rplib.claims.CLAIMS`), the Holm column from
+    :func:`rplib.claims.family_adjusted` over the verdicts found."""
     import json
 
-    from .claims import CLAIMS, interval_text, read_held_out, read_published
+    from .claims import CLAIMS, CLAIMS_V1, cases_note, family_adjusted, interval_text, read_held_out, read_published
+    from .regime import dense_text, missing_paper_fields, read_regime, regime_notes, setting_text
 
-    book_dir, found, held_out = Path(book_dir), {}, {}
+    missing = missing_paper_fields()
+    if missing:
+        raise ValueError(f"findings: claims lack paper fields {missing}; write 'not reported' where the paper "
+                         "gives none")
+    book_dir, found, held_out, regimes = Path(book_dir), {}, {}, {}
     for name in chapters(root):
         path = book_dir / f"{name}.ipynb"
         if path.is_file():
             nb = json.loads(path.read_text())
-            found |= {v.claim: v for v in read_published(nb)}
+            found |= {v.claim: v for v in read_published(nb) if v.claim in CLAIMS}
             held_out |= read_held_out(nb)
+            r = read_regime(nb)
+            if r is not None:
+                regimes[name] = r
+    declared = {k: CLAIMS_V1[k] if v.version == 1 and k in CLAIMS_V1 else CLAIMS[k] for k, v in found.items()}
+    adjusted = family_adjusted(found.values(), declared)
     rows = []
     for c in CLAIMS.values():
-        v = found.get(c.id)
         where = f"{{doc}}`{c.chapter}`"
+        paper = _cell(f"{c.paper}: {c.paper_setting}; {c.paper_effect}")
+        r = regimes.get(c.chapter)
+        book_cell = f"{setting_text(r)}; dense: {dense_text(r)}" if r else "regime not recorded"
+        caveat = _cell("; ".join(x for x in [c.caveat, *(regime_notes(r) if r else [])] if x))
+        v = found.get(c.id)
         if v is None:
-            rows.append(f"| {c.statement} | {where} | not run | | |")
+            rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | not run | | | {caveat} |")
             continue
         other = held_out.get(c.id, v.verdict)
         note = f" ({other} with the choice held out)" if other != v.verdict else ""
-        rows.append(f"| {c.statement} | {where} | **{v.verdict}**{note} | {interval_text(v)} {c.unit} | {v.n} |")
+        a = adjusted[c.id]
+        differ = cases_note(v)
+        verdict = (f"**{v.verdict}**{note} (v{v.version}); Holm: **{a['verdict']}** (p = {a['p_adjusted']:.2g})"
+                   + (f"; {differ}" if differ else ""))
+        effect = v.detail or f"{interval_text(v)} {declared[c.id].unit}"
+        rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | {_cell(verdict)} | "
+                    f"{_cell(effect)} | {v.n} | {caveat} |")
     return _FINDINGS_HEAD + "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def write_findings(profile: str, root: Path | str = ".") -> Path:
@@ -231,10 +263,15 @@ def _rewrite_generated(path: Path, source: str, text: str) -> Path:
 
 
 def write_rules(root: Path | str = ".") -> Path:
-    """Rewrite the claims table of ``book/verdicts.md`` from :data:`rplib.claims.CLAIMS`."""
-    from .claims import rules_markdown
+    """Rewrite the generated tables of ``book/verdicts.md``: the claims (:data:`rplib.claims.CLAIMS`), the power
+    table (:func:`rplib.power.power_markdown`) and the version-1 claims."""
+    from .claims import CLAIMS_V1, rules_markdown
+    from .power import power_markdown
 
-    return _rewrite_generated(Path(root) / "book" / "verdicts.md", "rplib.claims.rules_markdown()", rules_markdown())
+    path = Path(root) / "book" / "verdicts.md"
+    _rewrite_generated(path, "rplib.power.power_markdown()", power_markdown())
+    _rewrite_generated(path, "rplib.claims.rules_markdown(CLAIMS_V1)", rules_markdown(CLAIMS_V1))
+    return _rewrite_generated(path, "rplib.claims.rules_markdown()", rules_markdown())
 
 
 def write_sizes(root: Path | str = ".") -> Path:

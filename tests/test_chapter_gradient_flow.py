@@ -86,4 +86,12 @@ def test_cpu_profile_has_five_seeds_and_every_scheme_for_every_seed():
     runs = {(c.model.name, c.sparsity.scheme if c.sparsity.sparse else "dense", c.seed)
             for c in gradient_flow.grid(p)}
     schemes = [*p.schemes, *(["dense"] if p.dense else [])]
-    assert runs == {(m, s, seed) for m in p.models for s in schemes for seed in range(p.seeds)}
+    assert runs == {(m, s, seed) for m in p.models for s in schemes for seed in p.seed_list}
+
+
+def test_claim_verdict_pools_the_networks_and_decides_each_network_beside():
+    (v,) = gradient_flow.claim_verdicts(synthetic(), P)
+    assert v.claim == "grad_flow_orders_schemes" and set(v.cases) == {"convnet", "mlp"}
+    for model in ("convnet", "mlp"):
+        assert v.cases[model]["estimate"] == pytest.approx(np.mean([CASES[model, s][2] for s in range(3)]))
+        assert v.cases[model]["high"] <= 1.0 and v.cases[model]["low"] >= -1.0  # Kendall tau's range

@@ -90,4 +90,15 @@ def test_cpu_profile_has_five_seeds_and_pairs_every_sparse_run_with_dense():
     assert p.seeds >= 5 and p.reliability_sparsity in p.sparsities
     runs = {(c.model.name, round(1 - c.sparsity.density, 6) if c.sparsity.sparse else 0.0, c.seed)
             for c in robustness.grid(p)}
-    assert runs == {(m, s, seed) for m in p.models for s in [0.0, *p.sparsities] for seed in range(p.seeds)}
+    assert runs == {(m, s, seed) for m in p.models for s in [0.0, *p.sparsities] for seed in p.seed_list}
+
+
+def test_claim_verdicts_pool_the_models_and_decide_each_model_beside():
+    verdicts = {v.claim: v for v in robustness.claim_verdicts(synthetic(), P)}
+    assert list(verdicts) == list(robustness.CLAIM_METRICS)
+    v = verdicts["sparse_matches_dense_ood"]
+    pooled = np.mean([DIFF["convnet", "AUROC"], DIFF["mlp", "AUROC"]], axis=0)  # per seed, over the models
+    assert v.estimate == pytest.approx(pooled.mean())
+    assert set(v.cases) == {"convnet", "mlp"}
+    assert v.cases["convnet"]["estimate"] == pytest.approx(np.mean(DIFF["convnet", "AUROC"]))
+    assert v.cases["mlp"]["estimate"] == pytest.approx(np.mean(DIFF["mlp", "AUROC"]))

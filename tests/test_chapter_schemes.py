@@ -108,10 +108,26 @@ def test_cpu_profile_has_five_seeds_and_pairs_every_variant_with_uniform_for_eve
     for c in configs:
         key = ("dense", 0.0) if c.sparsity.method == "dense" else (c.sparsity.scheme, round(1 - c.sparsity.density, 6))
         seen.setdefault(key, set()).add(c.seed)
-    seeds = set(range(p.seeds))
+    seeds = set(p.seed_list)
     assert seen.pop(("dense", 0.0)) == seeds
     top = max(p.sparsities)
     assert seen[("erk", top)] == seen[("uniform", top)] == seeds
     for (scheme, s), got in seen.items():
         assert got == seeds and seen[(p.baseline, s)] == seeds, (scheme, s)
     assert {(sc, s) for sc in p.schemes for s in p.sparsities} == set(seen) | set(net.unreachable)
+
+
+def test_erk_plus_is_decided_at_every_sparsity_where_it_is_reachable():
+    p = schemes.Params(schemes=["uniform", "erk", "erk_plus"], sparsities=[0.5, 0.9], seeds=4)
+    frame = synthetic(EFFECTS)
+    plus = frame[frame.scheme == "erk"].assign(scheme="erk_plus")
+    plus["accuracy"] = plus.accuracy + plus.seed * 0.5 - plus.sparsity  # ERK+ - ERK: 0.5 seed - sparsity
+    frame = pd.concat([frame, plus])
+    net = schemes.Network(1000, {}, {("erk_plus", 0.9): "the dense classifier exceeds the budget"})
+    table = schemes.erk_plus_effects(frame, p, net)
+    assert list(table.columns) == ["sparsity 0.5"]  # 0.9 is unreachable for ERK+
+    np.testing.assert_allclose(table["sparsity 0.5"].to_numpy(), [0.5 * s - 0.5 for s in range(4)])
+    verdicts = {v.claim: v for v in schemes.claim_verdicts(frame, p, net)}
+    assert set(verdicts) == {"erk_beats_uniform", "erk_plus_matches_erk"}
+    assert set(verdicts["erk_plus_matches_erk"].cases) == {"sparsity 0.5"}
+    assert schemes.erk_plus_effects(frame, P, net).empty  # no ERK+ in the schemes: no claim

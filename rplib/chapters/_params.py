@@ -81,6 +81,12 @@ class ChapterParams:
                   if not k.startswith("_") and k not in _KERNEL_NAMES and not isinstance(v, ModuleType)}
         return cls.from_dict(values)
 
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds of a training chapter: ``seed_offset .. seed_offset + seeds - 1`` (a confirmatory run takes
+        seeds disjoint from every seed used before)."""
+        return list(range(self.seed_offset, self.seed_offset + self.seeds))
+
     # ------------------------------------------------------------------ field checks
 
     def _fail(self, name: str, expected: str, value: Any) -> None:
@@ -115,11 +121,13 @@ class ChapterParams:
         self._bool("download")
 
     def _training_fields(self) -> None:
-        """The training parameters every training chapter has: epochs, batch_size, seeds, lr, device, runs."""
+        """The training parameters every training chapter has: epochs, batch_size, seeds, seed_offset, lr, device,
+        runs."""
         from ..config import DEVICES
 
         for name in ("epochs", "batch_size", "seeds"):
             self._int(name)
+        self._int("seed_offset", 0)
         self._float("lr", 0, None, lo_open=True)
         self._choice("device", DEVICES)
         self._str("runs")

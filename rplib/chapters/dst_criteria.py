@@ -10,7 +10,9 @@ criterion, density) for the descriptive table. Accuracies are in percent.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,13 +25,18 @@ from ..dst import DSTConfig
 from ..plotting import color, errorbar_plot, figure_legend, heatmap, linestyle, mean_ci, mean_ci_table
 from ._params import ChapterParams
 
-__all__ = ["Params", "config", "grids", "grid", "run", "frame", "schedule_note", "CLAIM_IDS", "claim_effects",
-           "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
+if TYPE_CHECKING:
+    from ..regime import Regime
+
+__all__ = ["Params", "DENSE", "config", "dense_config", "grids", "grid", "run", "frame", "grid_note", "schedule_note",
+           "CLAIM_IDS", "SAME_RANKING", "rivals", "rival_effects", "claim_effects", "claim_verdicts", "chance_table",
+           "chance_note", "regime", "setting_effects", "effect_table", "accuracy_table", "gain_table", "sweep_table", "rewiring_table",
            "scheduled_alpha", "drop_set_similarity", "similarity_notes", "plot_accuracy", "plot_ranks",
            "plot_similarity", "plot_sweep", "plot_rewiring"]
 
 STATIC = "static"  # the criterion (and growth "none") of static sparse training in :func:`frame`
-STATIC_COLOR = color("dense")  # the chapter's reference line in the book's reference colour (no dense runs here)
+STATIC_COLOR = color("dense")  # static sparse training's reference line in the book's reference colour
+DENSE = "dense"  # the criterion (and growth "none") of the dense baseline in :func:`frame`
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Params(ChapterParams):
     lr: float = 0.1
     weight_decay: float = 5e-4
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
     densities: list = field(default_factory=lambda: [0.05, 0.2])
@@ -59,6 +67,7 @@ class Params(ChapterParams):
     sweep_density: float = 0.05
     sweep_criteria: list = field(default_factory=lambda: ["magnitude", "random"])
     sweep_growth: str = "random"
+    dense: bool = True
 
     def __post_init__(self) -> None:
         self._data_fields()
@@ -85,6 +94,7 @@ class Params(ChapterParams):
         self._float("sweep_density", 0, 1, lo_open=True, hi_open=True)
         self._choices("sweep_criteria", rdst.DROP_CRITERIA)
         self._choice("sweep_growth", rdst.GROWTH)
+        self._bool("dense")
         self._set("densities", sorted(float(d) for d in self.densities))
         self._set("period_sweep", sorted(self.period_sweep))
         self._set("sweep_density", float(self.sweep_density))
@@ -109,11 +119,18 @@ def config(p: Params, density: float, seed: int, drop: str = "none", grow: str =
     return replace(_base(p), sparsity=SparsityConfig("random", density, "erk"), dst=dst, seed=seed)
 
 
+def dense_config(p: Params, seed: int) -> RunConfig:
+    """The dense network of the chapter's recipe: the baseline every density is read against."""
+    return replace(_base(p), seed=seed)
+
+
 def grids(p: Params) -> dict[str, list[RunConfig]]:
-    """``static`` (every density), ``criteria`` (growth x drop criterion x density) and ``sweep``
-    (update periods at ``sweep_density``, plus its static runs), each for every seed."""
-    seeds = range(p.seeds)
+    """``dense`` (the dense baseline, when ``p.dense``), ``static`` (every density), ``criteria`` (growth x drop
+    criterion x density) and ``sweep`` (update periods at ``sweep_density``, plus its static runs), each for every
+    seed."""
+    seeds = p.seed_list
     return {
+        "dense": [dense_config(p, s) for s in seeds] if p.dense else [],
         "static": [config(p, d, s) for d in p.densities for s in seeds],
         "criteria": [config(p, d, s, c, g) for g in p.growths for c in p.criteria for d in p.densities for s in seeds],
         "sweep": ([config(p, p.sweep_density, s, c, p.sweep_growth, period) for period in p.period_sweep
@@ -138,16 +155,31 @@ def run(configs: list[RunConfig], root: str) -> dict:
 
 def frame(results: dict) -> pd.DataFrame:
     """One row per run: the flat config and metrics plus ``seed``, ``density``, ``criterion`` (``static`` for
-    static training), ``growth`` (``none`` for static), ``update_period`` (0 for static) and ``accuracy``
-    (final test accuracy in percent)."""
+    static training, ``dense`` for the dense baseline), ``growth`` (``none`` for both), ``update_period`` (0 for
+    both) and ``accuracy`` (final test accuracy in percent)."""
     from ..grid import to_frame
 
     df = to_frame(list(results.values()))
     static = df["dst.drop"] == "none"
-    return df.assign(density=df["sparsity.density"].astype(float), criterion=df["dst.drop"].where(~static, STATIC),
+    dense = df["sparsity.method"] == "dense"
+    criterion = df["dst.drop"].where(~static, STATIC).where(~dense, DENSE)
+    return df.assign(density=df["sparsity.density"].astype(float).where(~dense, 1.0), criterion=criterion,
                      growth=df["dst.grow"].where(~static, "none"),
                      update_period=df["dst.update_period"].where(~static, 0).astype(int),
                      accuracy=100.0 * df["test_accuracy"])
+
+
+def grid_note(p: Params) -> str:
+    """The grid of these parameters in one Markdown sentence (seeds, criteria, growths, densities, Delta T, epochs,
+    the sweep and the dense baseline), computed from ``p`` so that the prose never cites a stale number."""
+    seeds = f"{p.seeds} seed{'s' if p.seeds > 1 else ''} (from seed {p.seed_offset})"
+    crit = ", ".join(f"`{c}`" for c in p.criteria)
+    sweep = ", ".join(map(str, p.period_sweep))
+    return (f"{seeds}; {len(p.criteria)} drop criteria ({crit}) with {' and '.join(p.growths)} growth; densities "
+            f"{', '.join(f'{d:g}' for d in p.densities)}; $\\Delta T$ = {p.update_period}; {p.epochs} epochs on "
+            f"{p.num_samples} {p.dataset} examples; the sweep runs {', '.join(f'`{c}`' for c in p.sweep_criteria)} "
+            f"with {p.sweep_growth} growth at $d$ = {p.sweep_density:g} for $\\Delta T$ in {{{sweep}}}; "
+            + ("the dense network once per seed" if p.dense else "no dense baseline"))
 
 
 def schedule_note(p: Params) -> str:
@@ -239,18 +271,61 @@ def setting_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dict[str, pd.Series]:
-    """Per-seed effect (index = seed, points) of each of the chapter's claims: the per-seed mean over the
-    settings of :func:`setting_effects` (growth criteria and densities as the claim's effect text says;
-    ``held_out`` as there). A seed that lacks one of the settings is an error."""
+#: Criteria whose score ranks the weights exactly as another criterion's does (the same drop set at every
+#: update): snip scores |w g|, taylor_fo (w g)^2, so they are one criterion and only snip is a rival.
+SAME_RANKING = {"taylor_fo": "snip"}
+
+
+def rivals(p: Params) -> list[str]:
+    """The drop criteria rules version 2 compares with magnitude: every distinct criterion of ``p`` but magnitude."""
+    return [c for c in p.criteria if c != "magnitude" and SAME_RANKING.get(c) not in p.criteria]
+
+
+def rival_effects(frame: pd.DataFrame, p: Params, densities: Sequence[float] | None = None) -> pd.DataFrame:
+    """Seeds x rivals table of magnitude - rival test accuracy (points), paired by seed, averaged per seed over
+    the growth criteria and ``densities`` (default: all of the grid's): the effect of the version-2 criteria claims."""
+    if "magnitude" not in p.criteria:
+        raise ValueError(f"the criteria claims compare every criterion with magnitude; criteria {p.criteria} lack it")
+    dyn = _dst(frame, p)
+    parts = []
+    for g in p.growths:
+        for d in (p.densities if densities is None else densities):
+            acc = _seed_table(dyn[(dyn.growth == g) & (dyn.density == d)], "criterion", list(p.criteria))
+            parts.append(acc[["magnitude"]].to_numpy() - acc[rivals(p)])
+    return (sum(parts) / len(parts)).rename_axis("seed").rename_axis("rival", axis=1)
+
+
+def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dict[str, pd.Series | pd.DataFrame]:
+    """The effects :func:`rplib.claims.decide` takes for the chapter's claims under rules version 2:
+    ``drop_criteria_alike`` a seeds x rivals table of magnitude - rival over every growth criterion and density,
+    ``magnitude_best_low_density`` the same at the lowest density (nothing is chosen on the scored seeds),
+    ``dst_beats_static`` the per-seed mean over densities of DST - static. ``held_out`` gives the version-1
+    effects of :func:`setting_effects` with the choices held out (a descriptive check)."""
     long = setting_effects(frame, p, held_out)
-    out = {}
+    out: dict[str, pd.Series | pd.DataFrame] = {}
     for claim in CLAIM_IDS:
         wide = long[long.claim == claim].pivot(index="seed", columns=["growth", "density"], values="effect")
         missing = (f"{claim}: seed(s) {{seeds}} lack (growth, density) settings that other seeds have; "
                    "the per-seed mean needs every setting for every seed")
         out[claim] = mean_over_cases(wide, missing).rename(claim)
+    if not held_out:
+        out["drop_criteria_alike"] = rival_effects(frame, p)
+        out["magnitude_best_low_density"] = rival_effects(frame, p, [p.densities[0]])
     return out
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdicts under rules version 2, each with its cases: every rival of the criteria claims,
+    every density of ``dst_beats_static``."""
+    from ..claims import CLAIMS, decide
+
+    effects = claim_effects(frame, p)
+    long = setting_effects(frame, p)
+    dst = long[long.claim == "dst_beats_static"].pivot(index="seed", columns="density", values="effect")
+    dst.columns = [f"d = {d:g}" for d in dst.columns]
+    return [decide(CLAIMS["drop_criteria_alike"], effects["drop_criteria_alike"]),
+            decide(CLAIMS["magnitude_best_low_density"], effects["magnitude_best_low_density"]),
+            decide(CLAIMS["dst_beats_static"], effects["dst_beats_static"], cases=dst)]
 
 
 def effect_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
@@ -268,8 +343,54 @@ def accuracy_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     static = frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)]
     t = mean_ci_table(_ordered(pd.concat([static, _dst(frame, p)]), p), ["growth", "criterion"], "accuracy",
                       columns="density")
+    dense = frame.loc[frame.criterion == DENSE, "accuracy"]
+    if len(dense):  # the dense baseline, the same in every density's column
+        t.loc[("none", f"{DENSE} (d = 1)"), :] = mean_ci(dense)
     t.columns.name = "density d: test accuracy (%)"
     return t
+
+
+def chance_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Every run group of the criteria grid (static and each growth x drop criterion x density) and the dense
+    baseline whose test accuracy is near chance (:func:`rplib.regime.near_chance`: the upper end of its 95%
+    interval within 10 points of ``100 / num_classes``): ``mean [95% CI]`` and the chance level; empty when none is."""
+    from ..data import input_spec
+    from ..regime import chance_level, near_chance
+
+    num_classes = input_spec(_base(p).data)[1]
+    rows = pd.concat([frame[frame.criterion == DENSE],
+                      _ordered(pd.concat([frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)],
+                                          _dst(frame, p)]), p)])
+    out = [{"growth": g, "criterion": c, "density": d, "test accuracy (%)": mean_ci(r.accuracy),
+            "chance (%)": round(chance_level(num_classes), 3)}
+           for (g, c, d), r in rows.groupby(["growth", "criterion", "density"], sort=False)
+           if near_chance(r.accuracy, num_classes)]
+    return pd.DataFrame(out, columns=["growth", "criterion", "density", "test accuracy (%)", "chance (%)"]).set_index(
+        ["growth", "criterion", "density"])
+
+
+def chance_note(chance: pd.DataFrame) -> str:
+    """One line naming the settings of :func:`chance_table` (Markdown-safe), or saying that none is near chance."""
+    if chance.empty:
+        return "no criterion, density or growth trains near chance"
+    parts = [f"{c} ({g} growth, d = {d:g})" if g != "none" else f"{c} (d = {d:g})" for g, c, d in chance.index]
+    return f"near chance: {', '.join(parts)}"
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claims (:mod:`rplib.regime`): the network at the criteria grid's densities; with
+    ``frame`` the dense baseline's test accuracy and the settings that train near chance (:func:`chance_note`)."""
+    from ..data import input_spec
+    from ..regime import regime as make
+
+    name = f"{p.model} {'-'.join(map(str, p.hidden))}" if p.model == "mlp" else p.model
+    dense = notes = None
+    if frame is not None:
+        dense = frame[frame.criterion == DENSE].assign(network=name).rename(columns={"accuracy": "acc"})
+        chance = chance_table(frame, p)
+        notes = [chance_note(chance)] if not chance.empty else []
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [name], p.epochs, p.densities, dense,
+                notes or ())
 
 
 def gain_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
@@ -336,20 +457,20 @@ def rewiring_table(results: dict, frame: pd.DataFrame, p: Params) -> pd.DataFram
 
 def scheduled_alpha(results: dict, p: Params) -> float:
     """Mean of alpha(t) over the mask updates at ``update_period`` (the same schedule for every run)."""
-    r = results[config(p, p.densities[0], 0, "magnitude", "random").hash]
+    r = results[config(p, p.densities[0], p.seed_offset, "magnitude", "random").hash]
     alphas = [u["alpha"] for u in json.loads((r.path / "dst_log.json").read_text())]
     return float(np.mean(alphas)) if alphas else float("nan")
 
 
 def drop_set_similarity(results: dict, p: Params) -> pd.DataFrame:
     """Jaccard similarity of the drop sets every pair of criteria picks from one trained network (magnitude
-    drop, first growth criterion, lowest density, seed 0) and one batch's gradient, ``k = ceil(alpha_0 n)``
+    drop, first growth criterion, lowest density, first seed) and one batch's gradient, ``k = ceil(alpha_0 n)``
     per layer, averaged over the sparse layers."""
     import torch
 
     from ..masks import Mask
 
-    probe = results[config(p, p.densities[0], 0, "magnitude", p.growths[0]).hash]
+    probe = results[config(p, p.densities[0], p.seed_offset, "magnitude", p.growths[0]).hash]
     bundle = rdata.load(probe.config.data)
     ckpt = torch.load(probe.path / "checkpoint.pt", map_location="cpu", weights_only=True)
     net = models.build(p.model, bundle.num_classes, in_shape=bundle.in_shape, **probe.config.model.options())
@@ -366,16 +487,22 @@ def drop_set_similarity(results: dict, p: Params) -> pd.DataFrame:
 
 
 def similarity_notes(similarity: pd.DataFrame, p: Params) -> dict[str, str]:
-    """Markdown snippets for the prose: the most and least similar pair of criteria, the no-agreement level
-    alpha_0 / (2 - alpha_0) of two independent random drop sets, and how many pairs lie above it."""
-    upper = np.triu(np.ones(similarity.shape, dtype=bool), k=1)
-    pairs = similarity.where(upper).stack().sort_values(ascending=False)
+    """Markdown snippets for the prose: the most and least similar pair of *distinct* criteria (a criterion that
+    ranks weights exactly as another, :data:`SAME_RANKING`, is left out when its twin is there), the no-agreement
+    level alpha_0 / (2 - alpha_0) of two independent random drop sets, and how many of the distinct pairs lie above
+    it (pairs without a value, e.g. a criterion that dropped nothing, are left out and counted)."""
+    keep = [c for c in similarity.index if SAME_RANKING.get(c) not in similarity.index]
+    similarity = similarity.loc[keep, keep]
+    pairs = pd.Series({(a, b): similarity.loc[a, b] for i, a in enumerate(keep) for b in keep[i + 1:]}, dtype=float)
+    undefined = int(pairs.isna().sum())
+    pairs = pairs.dropna().sort_values(ascending=False)
     chance = p.alpha / (2 - p.alpha)
     (a, b), (c, d) = pairs.index[0], pairs.index[-1]
     return {"sim_closest": f"`{a}` and `{b}` ({pairs.iloc[0]:.2f})",
             "sim_farthest": f"`{c}` and `{d}` ({pairs.iloc[-1]:.2f})",
             "sim_chance": f"{chance:.2f}",
-            "sim_above_chance": f"{int((pairs > chance).sum())} of {len(pairs)}"}
+            "sim_above_chance": f"{int((pairs > chance).sum())} of {len(pairs)}"
+                                + (f" (and {undefined} without a value)" if undefined else "")}
 
 
 # --------------------------------------------------------------------------- figures
@@ -388,9 +515,12 @@ def _density_axis(ax: plt.Axes, densities: list) -> None:
 
 
 def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
-    """Final test accuracy (%) against density, one panel per growth criterion, static in every panel;
-    means over seeds with 95% t-intervals."""
+    """Final test accuracy (%) against density, one panel per growth criterion, static in every panel and the dense
+    baseline as a dotted line with its 95% band; means over seeds with 95% t-intervals."""
+    from ..claims import mean_interval
+
     static = frame[(frame.criterion == STATIC) & frame.density.isin(p.densities)]
+    dense = frame.loc[frame.criterion == DENSE, "accuracy"]
     dyn = _ordered(_dst(frame, p), p)
     names = [STATIC, *p.criteria]  # dodged: each criterion's points sit slightly apart on the log axis
     shift = {c: np.exp(0.025 * (i - (len(names) - 1) / 2)) for i, c in enumerate(names)}
@@ -401,6 +531,11 @@ def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
     for ax, g in zip(axes.flat, p.growths):
         errorbar_plot(static, x="x", y="accuracy", hue="criterion", ax=ax, err="ci95", color=STATIC_COLOR)
         errorbar_plot(dyn[dyn.growth == g], x="x", y="accuracy", hue="criterion", ax=ax, err="ci95")
+        if len(dense):
+            mean, low, high = mean_interval(dense)
+            ax.axhline(mean, color="black", linestyle=":", linewidth=1.2, label=DENSE)
+            if high > low:
+                ax.axhspan(low, high, color="black", alpha=0.08, linewidth=0)
         _density_axis(ax, p.densities)
         ax.set_title(f"{g} growth")
         ax.set_xlabel("density d")
@@ -456,13 +591,13 @@ def plot_sweep(frame: pd.DataFrame, p: Params) -> plt.Figure:
 
 
 def plot_rewiring(results: dict, p: Params) -> plt.Figure | None:
-    """Share of active weights replaced at every update (%) by ``set`` and ``set_as_released`` (seed 0, lowest
+    """Share of active weights replaced at every update (%) by ``set`` and ``set_as_released`` (first seed, lowest
     density, first growth criterion) next to the scheduled alpha(t); None unless both are criteria."""
     if not set(SET_VARIANTS) <= set(p.criteria):
         return None
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for c, marker in zip(SET_VARIANTS, "os"):
-        log = json.loads((results[config(p, p.densities[0], 0, c, p.growths[0]).hash].path / "dst_log.json")
+        log = json.loads((results[config(p, p.densities[0], p.seed_offset, c, p.growths[0]).hash].path / "dst_log.json")
                          .read_text())
         ax.plot([u["step"] for u in log], [100 * u["changed_total"] for u in log], label=c, color=color(c),
                 linestyle=linestyle(c), marker=marker)
@@ -470,6 +605,6 @@ def plot_rewiring(results: dict, p: Params) -> plt.Figure | None:
             label="alpha(t)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("active weights replaced (%)")
-    ax.set_title(f"d = {p.densities[0]:g}, {p.growths[0]} growth, seed 0")
+    ax.set_title(f"d = {p.densities[0]:g}, {p.growths[0]} growth, seed {p.seed_offset}")
     figure_legend(fig)
     return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,11 @@ from ..data import input_spec
 from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
+if TYPE_CHECKING:
+    from ..regime import Regime
+
 __all__ = ["Params", "CLAIM", "masks", "networks", "grid", "collect", "per_seed", "kendall_taus", "claim_effects",
-           "tau_table", "results_table", "plot_flow", "plot_init_vs_accuracy"]
+           "tau_table", "results_table", "plot_flow", "plot_init_vs_accuracy", "regime", "claim_verdicts"]
 
 CLAIM = "grad_flow_orders_schemes"
 NORMS = ("grad flow at init", "mean grad flow in training")
@@ -44,6 +48,7 @@ class Params(ChapterParams):
     dense: bool = True
     prune_samples_per_class: int = 10
     seeds: int = 2
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -81,7 +86,7 @@ def grid(p: Params) -> list[RunConfig]:
     base = RunConfig(data=_data(p), optim=scaled_cifar_recipe(p.epochs, p.batch_size, p.lr),
                      eval=EvalConfig(grad_flow=True), device=p.device)
     return [replace(base, model=ModelConfig(name, width=p.width), sparsity=sp, seed=seed)
-            for name in p.models for sp in masks(p).values() for seed in range(p.seeds)]
+            for name in p.models for sp in masks(p).values() for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results
@@ -156,6 +161,15 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
     initialisation and their final test accuracy, averaged over ``p.models`` (index = seed)."""
     missing = f"kendall_taus: seeds {{seeds}} are not run for every network {list(p.models)}"
     return {CLAIM: mean_over_cases(kendall_taus(frame, p), missing).rename(CLAIM)}
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdict, pooled over the networks (:func:`claim_effects`) with each network's own Kendall tau
+    verdict beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    missing = f"kendall_taus: seeds {{seeds}} are not run for every network {list(p.models)}"
+    return [decide_cases(CLAIMS[CLAIM], kendall_taus(frame, p), missing)]
 
 
 # --------------------------------------------------------------------------- tables
@@ -246,3 +260,14 @@ def plot_init_vs_accuracy(frame: pd.DataFrame, p: Params):
         ax.set_title(f"{name}, sparsity {p.sparsity:g}")
     figure_legend(fig, title="mask")
     return fig
+
+
+def regime(p: Params, final: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claim (:mod:`rplib.regime`): every network at the chapter's density; with
+    ``final`` (:func:`collect`'s runs) the dense networks' test accuracy, when they were trained."""
+    from ..regime import regime as make
+
+    dense = None if final is None else final[final.scheme == "dense"].assign(network=final.model).rename(
+        columns={"test accuracy": "acc"})
+    return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
+                [round(1 - p.sparsity, 10)], dense)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,12 @@ from ..data import input_spec
 from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
+if TYPE_CHECKING:
+    from ..regime import Regime
+
 __all__ = ["Params", "IMAGE_SETS", "DEFAULT_EPSILONS", "LOWER_IS_BETTER", "CLAIM_METRICS", "Frames", "check_networks",
            "grid", "eps_label", "radii_table", "collect", "paired_effects", "claim_effects", "difference_table",
-           "summary_table", "plot_versus_sparsity", "plot_reliability", "plot_robustness"]
+           "summary_table", "plot_versus_sparsity", "plot_reliability", "plot_robustness", "regime", "claim_verdicts"]
 
 IMAGE_SETS = ("cifar10", "cifar100", "svhn", "fashion_mnist")  # pixels in [0, 1]
 DEFAULT_EPSILONS = {
@@ -62,6 +65,7 @@ class Params(ChapterParams):
     attack_examples: int = 200
     reliability_sparsity: float = 0.9
     seeds: int = 2
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -116,7 +120,7 @@ def grid(p: Params) -> list[RunConfig]:
     return [replace(base, model=ModelConfig(name, width=p.width), seed=seed,
                     sparsity=SparsityConfig(method="random", density=round(1 - s, 6), scheme=p.scheme) if s
                     else SparsityConfig())
-            for name in p.models for s in [0.0, *p.sparsities] for seed in range(p.seeds)]
+            for name in p.models for s in [0.0, *p.sparsities] for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results
@@ -201,6 +205,20 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
                      for name in p.models}
         out[claim] = mean_over_cases(pd.DataFrame(per_model), "claim_effects: seeds {seeds} are not run for every "
                                      f"model {list(p.models)}").rename(claim)
+    return out
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdicts, each pooled over the networks (:func:`claim_effects`) with every network's own
+    verdict beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    out = []
+    for claim, metric in CLAIM_METRICS.items():
+        table = pd.DataFrame({name: paired(frame[frame.model == name], "sparsity", p.reliability_sparsity, 0.0, metric)
+                              for name in p.models})
+        out.append(decide_cases(CLAIMS[claim], table, "claim_verdicts: seeds {seeds} are not run for every model "
+                                f"{list(p.models)}"))
     return out
 
 
@@ -341,3 +359,14 @@ def plot_robustness(robust: pd.DataFrame, p: Params):
             ax.set_title(f"{name}: {attack.upper()}")
     figure_legend(fig, title="network (random: scheme and sparsity)")
     return fig
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claims (:mod:`rplib.regime`): every network at the reliability density; with
+    ``frame`` (:func:`collect`'s runs) the dense networks' test accuracy."""
+    from ..regime import regime as make
+
+    dense = None if frame is None else frame[frame.sparsity == 0].assign(network=frame.model).rename(
+        columns={"test accuracy": "acc"})
+    return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
+                [round(1 - p.reliability_sparsity, 10)], dense)

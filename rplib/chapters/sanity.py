@@ -3,6 +3,7 @@ frame, its claims' paired effects, tables and figures."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ import pandas as pd
 
 from .. import models
 from ..claims import mean_interval, mean_over_cases
-from ..config import ModelConfig, OptimConfig, RunConfig
+from ..config import ModelConfig, OptimConfig, RunConfig, SparsityConfig
 from ..sparsity import layerwise_densities
 from ..data import input_spec
 from ._common import data_config
@@ -21,9 +22,12 @@ from ._params import ChapterParams
 if TYPE_CHECKING:  # matplotlib is imported by the functions that draw, so that planning a grid does not load it
     import matplotlib.pyplot as plt
 
-__all__ = ["Params", "METHODS", "SANITY", "PRUNE_DATA", "NAMES", "PAI", "CORRUPTED", "CLAIM_IDS", "variants",
-           "model_configs", "classifier_shares", "labelled_grid", "grid", "build_frame", "case_effects",
-           "claim_effects", "accuracy_table", "effects_table", "best_references", "plot_accuracy", "plot_effects",
+    from ..regime import Regime
+
+__all__ = ["Params", "METHODS", "SANITY", "PRUNE_DATA", "NAMES", "PAI", "CORRUPTED", "TICKETS", "CHECKS", "CLAIM_IDS",
+           "variants", "model_configs", "classifier_shares", "labelled_grid", "grid", "grid_note", "pretraining_config",
+           "pretraining_configs", "build_frame", "case_effects", "claim_effects", "claim_verdicts", "check_table",
+           "regime", "accuracy_table", "effects_table", "best_references", "plot_accuracy", "plot_effects",
            "layer_densities", "plot_layer_densities", "largest_departures", "classifier_note"]
 
 METHODS = ("snip", "grasp", "lottery")
@@ -44,6 +48,7 @@ class Params(ChapterParams):
     CHAPTER = "04_sanity_checks"
     dataset: str = "mnist1d"
     num_samples: int = 1000
+    val_fraction: float = 0.1
     data_root: str = "../data"
     download: bool = False
     networks: list = field(default_factory=lambda: ["cnn1d"])
@@ -64,12 +69,14 @@ class Params(ChapterParams):
     weight_decay: float = 0.0001
     milestones: list = field(default_factory=lambda: [0.5, 0.75])
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
     rewind_lowered: bool = field(default=False, init=False)  # rewind_epoch was lowered to epochs - 1
 
     def __post_init__(self) -> None:
         self._data_fields()
+        self._float("val_fraction", 0, 1, lo_open=True, hi_open=True)
         self._choices("networks", models.available())
         self._floats("widths", 0, None, lo_open=True)
         if len(self.widths) != len(self.networks):
@@ -104,7 +111,11 @@ def model_configs(p: Params) -> dict[str, ModelConfig]:
 
 
 def _base(p: Params) -> RunConfig:
-    return RunConfig(data=data_config(p.dataset, p.data_root, p.download, p.num_samples),
+    """The chapter's base config: ``val_fraction`` of the training set held out as the validation split the
+    smart-ratio claim chooses its reference on (drawn per run with the run's seed, see :func:`labelled_grid`)."""
+    data = dataclasses.replace(data_config(p.dataset, p.data_root, p.download, p.num_samples),
+                               val_fraction=p.val_fraction)
+    return RunConfig(data=data,
                      optim=OptimConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
                                        milestones=tuple(p.milestones)),
                      device=p.device)
@@ -130,8 +141,8 @@ def labelled_grid(p: Params) -> list[tuple[dict[str, Any], RunConfig]]:
     """``(labels, config)`` per run; labels: network, density, method, variant."""
     out = []
     for net_label, model_cfg in model_configs(p).items():
-        for seed in range(p.seeds):
-            start = _base(p).with_(model=model_cfg, seed=seed)
+        for seed in p.seed_list:
+            start = _base(p).with_({"data.split_seed": seed}, model=model_cfg, seed=seed)  # the split varies too
             if p.dense:
                 out.append(({"network": net_label, "density": 1.0, "method": "dense", "variant": "original"}, start))
             for d in p.densities:
@@ -160,16 +171,73 @@ def grid(p: Params) -> list[RunConfig]:
     return [cfg for _, cfg in labelled_grid(p)]
 
 
+def grid_note(p: Params) -> str:
+    """The grid of these parameters in one Markdown sentence (networks, data, epochs, densities, seeds, the methods
+    and checks, the number of runs and of the dense pre-trainings their tickets need), computed from ``p``."""
+    labelled = labelled_grid(p)
+    checks = [SANITY[c] for c in p.sanity_checks] + [PRUNE_DATA[c] for c in p.prune_data]
+    tickets = [NAMES[t] + "s" for t, on in (("smart_ratio", p.random_tickets), ("hybrid", p.hybrid_tickets)) if on]
+    pre = len(pretraining_configs([cfg for _, cfg in labelled]))
+    lottery = (f"; lottery tickets in {p.lottery_rounds} round{'s' if p.lottery_rounds > 1 else ''}, rewound to "
+               f"epoch {p.rewind_epoch}") if "lottery" in p.methods or p.hybrid_tickets else ""
+    return (f"{' / '.join(model_configs(p))} on {p.num_samples} {p.dataset} examples for {p.epochs} epochs, at "
+            f"densit{'ies' if len(p.densities) > 1 else 'y'} {', '.join(f'{d:g}' for d in p.densities)}, with "
+            f"{p.seeds} seed{'s' if p.seeds > 1 else ''} from seed {p.seed_offset}: "
+            f"{', '.join(NAMES[m] for m in p.methods)} under {', '.join(checks) or 'no check'} (pruning data for "
+            f"SNIP and GraSP only), {' and '.join(tickets) or 'no tickets'}"
+            f"{', and the dense network' if p.dense else ''} -- {len(labelled)} runs, whose tickets draw on {pre} "
+            f"dense pre-training{'s' if pre != 1 else ''} (one per network and seed){lottery}")
+
+
+def pretraining_config(cfg: RunConfig) -> RunConfig:
+    """The dense pre-training a lottery or hybrid ticket ``cfg`` draws its mask from: the same run (network, data
+    and its split, training recipe, seed) without a mask, i.e. the chapter's dense run of that network and seed.
+
+    Lottery tickets (Frankle & Carbin 2019, with rewinding as in Frankle et al. 2020) and hybrid tickets (Su et al.
+    2020) both train the dense network first and keep its weights at ``rewind_epoch``; every ticket, density and
+    sanity check of one (network, seed) can take its magnitudes and rewind point from that one training. (Rounds
+    after the first of an iterative lottery ticket train masked networks of their own and are not shared.)
+    """
+    if cfg.sparsity.method not in TICKETS:
+        raise ValueError(f"pretraining_config: method {cfg.sparsity.method!r} needs no dense pre-training; "
+                         f"methods that do: {', '.join(TICKETS)}")
+    return dataclasses.replace(cfg, sparsity=SparsityConfig())
+
+
+def pretraining_configs(configs: Sequence[RunConfig]) -> dict[tuple[str, int, str], RunConfig]:
+    """The distinct dense pre-trainings the tickets of ``configs`` depend on, keyed by (network, seed, hash of the
+    training recipe: data, optimiser, device): one per (network, seed), however many tickets, densities and
+    checks use it (:func:`pretraining_config`)."""
+    out: dict[tuple[str, int, str], RunConfig] = {}
+    for cfg in configs:
+        if cfg.sparsity.method in TICKETS:
+            dense = pretraining_config(cfg)
+            out.setdefault((cfg.model.name if cfg.model.width == 1 else f"{cfg.model.name} x{cfg.model.width:g}",
+                            cfg.seed, dense.hash), dense)
+    return out
+
+
 # -- the chapter's frame, effects, tables and figures -------------------------------------------------------------
 
 PAI = ("snip", "grasp")  # the pruning-at-initialisation methods the claims are about
 CORRUPTED = ("random_labels", "random_pixels")  # corrupted scoring data of the claim ("half" is clean, only less)
-CLAIM_IDS = ("rearrange_costs_nothing", "corrupted_data_costs_nothing", "smart_ratio_matches_pruning")
+TICKETS = ("lottery", "hybrid")  # the masks drawn from a dense pre-training of the same network and seed
+#: Claim id -> what it checks: a sanity check of SNIP/GraSP (``sparsity.sanity``), their pruning data
+#: (``sparsity.prune_data``), a sanity check of the lottery ticket, or a comparison of two tickets.
+CHECKS = {"rearrange_costs_nothing": ("sanity", ("rearrange",)), "shuffle_costs_nothing": ("sanity", ("shuffle",)),
+          "corrupted_data_costs_nothing": ("prune_data", CORRUPTED),
+          "half_data_costs_nothing": ("prune_data", ("half",)),
+          "smart_ratio_matches_pruning": ("ticket", ("smart_ratio",)),
+          "lottery_fails_sanity": ("lottery", ("rearrange", "shuffle")),
+          "hybrid_beats_random_ticket": ("ticket", ("hybrid", "smart_ratio")),
+          "hybrid_beats_lottery": ("ticket", ("hybrid", "lottery"))}
+CLAIM_IDS = tuple(CHECKS)
 _LABELS = ["network", "density", "method", "variant"]
 
 
 def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Sequence[Any]) -> pd.DataFrame:
-    """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``kept_density`` and ``hash``."""
+    """One row per run: the grid's labels, ``seed``, ``acc`` (final test accuracy, %), ``val`` (final validation
+    accuracy, %; NaN without a validation split), ``kept_density`` and ``hash``."""
     from ..grid import to_frame
 
     if len(grid) != len(results):
@@ -178,6 +246,7 @@ def build_frame(grid: Sequence[tuple[dict[str, Any], RunConfig]], results: Seque
     frame = pd.DataFrame([labels for labels, _ in grid])
     frame["seed"] = [cfg.seed for _, cfg in grid]
     frame["acc"] = 100 * runs["test_accuracy"].to_numpy(dtype=float)
+    frame["val"] = 100 * (runs["val_accuracy"].to_numpy(dtype=float) if "val_accuracy" in runs else np.nan)
     frame["kept_density"] = runs["density"].to_numpy(dtype=float)  # the mask's measured density
     frame["hash"] = runs["hash"].to_numpy()
     return frame
@@ -187,17 +256,19 @@ def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.D
     """Per-case, per-seed paired differences (points) behind the chapter's claims.
 
     One row per (claim, network, density, case, seed) with the ``effect``, and the ``method`` and
-    ``reference`` of the case. Cases: each SNIP/GraSP mask rearranged minus the original mask
-    (``rearrange_costs_nothing``); each SNIP/GraSP mask scored on random labels or random pixels minus
-    the mask scored on clean data (``corrupted_data_costs_nothing``); the random ticket (smart ratio)
-    minus the better of SNIP and GraSP at that network and density, "better" by mean accuracy over
-    seeds (``smart_ratio_matches_pruning``; the ``reference`` column says which). Pairs are matched by
-    seed with :func:`rplib.claims.paired`, so a seed missing on one side is an error; the cases come
-    from ``p``, so a missing case is one too.
+    ``reference`` of the case (:data:`CHECKS`). Cases: each SNIP/GraSP mask rearranged, or with its weights
+    shuffled, minus the original mask (``rearrange_costs_nothing``, ``shuffle_costs_nothing``); each SNIP/GraSP
+    mask scored on random labels or random pixels, or on half the data, minus the mask scored on the clean,
+    whole batch (``corrupted_data_costs_nothing``, ``half_data_costs_nothing``); the lottery ticket rearranged
+    or shuffled minus the original ticket (``lottery_fails_sanity``); the hybrid ticket minus the random ticket
+    and minus the lottery ticket (``hybrid_beats_random_ticket``, ``hybrid_beats_lottery``); the random ticket
+    (smart ratio) minus the better of SNIP and GraSP at that network and density, "better" by mean *validation*
+    accuracy over seeds, never test accuracy (``smart_ratio_matches_pruning``; the ``reference`` column says
+    which). Pairs are matched by seed with :func:`rplib.claims.paired`, so a seed missing on one side is an
+    error; the cases come from ``p``, so a missing case is one too.
 
-    That is the declared rule. Choosing the better reference on the seeds it is scored on favours it
-    (a seed's noise can make it the better one); ``held_out=True`` is the check of that bias: each seed's
-    reference is the better one by the mean over the *other* seeds (:func:`rplib.claims.held_out_picks`).
+    That is the rule of version 2. ``held_out=True`` makes each seed's choice by the mean validation
+    accuracy over the *other* seeds (:func:`rplib.claims.held_out_picks`), a descriptive check.
     """
     from ..claims import best_level, held_out_picks, paired
 
@@ -205,8 +276,14 @@ def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.D
     if missing:
         raise ValueError(f"case_effects: the frame lacks column(s) {missing}")
     pai = [m for m in PAI if m in p.methods]
-    checks = [("rearrange_costs_nothing", SANITY["rearrange"])] if "rearrange" in p.sanity_checks else []
-    checks += [("corrupted_data_costs_nothing", PRUNE_DATA[c]) for c in CORRUPTED if c in p.prune_data]
+    checks = []  # (claim, method, variant): each variant of a method paired with its original mask
+    for claim, (kind, names) in CHECKS.items():
+        if kind in ("sanity", "prune_data"):
+            labels = SANITY if kind == "sanity" else PRUNE_DATA
+            chosen = p.sanity_checks if kind == "sanity" else p.prune_data
+            checks += [(claim, m, labels[n]) for m in pai for n in names if n in chosen]
+        elif kind == "lottery" and "lottery" in p.methods:
+            checks += [(claim, "lottery", SANITY[n]) for n in names if n in p.sanity_checks]
     rows = []
 
     def add(claim: str, net: str, d: float, method: str, case: str, reference: str | dict, effect: pd.Series) -> None:
@@ -217,15 +294,21 @@ def case_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> pd.D
     for net in model_configs(p):
         for d in p.densities:
             here = frame[(frame.network == net) & (frame.density == d)]
-            for m in pai:
-                rows_m = here[here.method == m]
-                for claim, variant in checks:
-                    add(claim, net, d, m, f"{NAMES[m]}, {variant}", "original",
-                        paired(rows_m, "variant", variant, "original", "acc"))
+            for claim, m, variant in checks:
+                add(claim, net, d, m, f"{NAMES[m]}, {variant}", "original",
+                    paired(here[here.method == m], "variant", variant, "original", "acc"))
+            original = here[here.variant == "original"]
+            ran = {"smart_ratio": p.random_tickets, "lottery": "lottery" in p.methods}
+            for claim, other in (("hybrid_beats_random_ticket", "smart_ratio"), ("hybrid_beats_lottery", "lottery")):
+                if p.hybrid_tickets and ran[other]:
+                    add(claim, net, d, "hybrid", f"hybrid ticket - {NAMES[other]}", other,
+                        paired(original, "method", "hybrid", other, "acc"))
             if p.random_tickets and pai:
-                original = here[here.variant == "original"]
                 gaps = {m: paired(original, "method", "smart_ratio", m, "acc") for m in pai}  # checks the pairs
-                table = pd.DataFrame({m: original[original.method == m].set_index("seed")["acc"] for m in pai})
+                table = pd.DataFrame({m: original[original.method == m].set_index("seed")["val"] for m in pai})
+                if table.isna().any().any():
+                    raise ValueError("case_effects: the smart-ratio claim chooses SNIP or GraSP on validation accuracy; "
+                                     "the runs have no validation split (set val_fraction > 0)")
                 picks = held_out_picks(table, best_level) if held_out else dict.fromkeys(table.index,
                                                                                           best_level(table.mean()))
                 best = {seed: levels[0] for seed, levels in picks.items()}
@@ -252,6 +335,62 @@ def claim_effects(frame: pd.DataFrame, p: Params, held_out: bool = False) -> dic
         out[claim] = mean_over_cases(table, f"claim_effects: seeds {{seeds}} lack cases of {claim!r} that other "
                                             "seeds have").rename(claim)
     return out
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params) -> list:
+    """The chapter's verdicts, each pooled over its cases (:func:`claim_effects`) with every case's own verdict
+    (network, density, case) beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    cases = case_effects(frame, p)
+    out = []
+    for claim in CLAIM_IDS:
+        c = cases[cases.claim == claim]
+        if c.empty:
+            continue
+        table = c.pivot(index="seed", columns=["network", "density", "case"], values="effect")
+        table.columns = [f"{net}, d = {d:g}, {case}" for net, d, case in table.columns]
+        out.append(decide_cases(CLAIMS[claim], table, f"claim_verdicts: seeds {{seeds}} lack cases of {claim!r} "
+                                                      "that other seeds have"))
+    return out
+
+
+def check_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Every check side by side: one row per (network,) density and method -- SNIP, GraSP, the lottery ticket, the
+    random and the hybrid ticket -- with the original mask's test accuracy (%) and, per check, the paired difference
+    check - original mask of the same seed (points), ``mean [95% CI]`` over seeds; empty where a check was not run
+    or does not apply (a ticket has no pruning data)."""
+    from ..claims import paired
+    from ..plotting import mean_ci
+
+    rows = []
+    for net in model_configs(p):
+        for d in p.densities:
+            here = frame[(frame.network == net) & (frame.density == d)]
+            for m in [*METHODS, "smart_ratio", "hybrid"]:
+                own = here[here.method == m]
+                if own.empty:
+                    continue
+                row = {"network": net, "density": d, "method": NAMES[m],
+                       "original: accuracy (%)": mean_ci(own[own.variant == "original"].acc)}
+                for v in list(variants(p))[1:]:
+                    row[f"{v} - original"] = (mean_ci(paired(own, "variant", v, "original", "acc"))
+                                              if (own.variant == v).any() else "")
+                rows.append(row)
+    table = pd.DataFrame(rows).set_index(["network", "density", "method"])
+    return table.droplevel("network") if len(p.networks) == 1 else table
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claims (:mod:`rplib.regime`): every network at every density; with ``frame``
+    (:func:`build_frame`) the dense networks' test accuracy."""
+    from ..regime import regime as make
+
+    dense = None if frame is None else frame[frame.method == "dense"]
+    notes = [f"lottery tickets in {p.lottery_rounds} round{'s' if p.lottery_rounds > 1 else ''}, rewound to epoch "
+             f"{p.rewind_epoch}"] if "lottery" in p.methods or p.hybrid_tickets else []
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], list(model_configs(p)), p.epochs,
+                p.densities, dense, notes)
 
 
 def _density_label(d: float) -> str:
@@ -344,13 +483,13 @@ def plot_accuracy(frame: pd.DataFrame, p: Params) -> plt.Figure:
 
 def plot_effects(cases: pd.DataFrame, p: Params) -> plt.Figure:
     """Per-case paired differences (points; mean and 95% CI over seeds), one panel per network and density,
-    with the claims' equivalence band."""
+    with the equivalence band of the claims that have one (the ticket claims predict a sign instead)."""
     from ..claims import CLAIMS
     from ..plotting import color, figure_legend
 
     order = list(dict.fromkeys(cases.case))
     fig, axes = _panels(p, 0.4 * max(len(order), 2) + 1.0, width=3.4 if len(p.densities) > 1 else 4.4, share=True)
-    margins = sorted({CLAIMS[c].margin for c in cases.claim.unique()})
+    margins = sorted({CLAIMS[c].margin for c in cases.claim.unique() if CLAIMS[c].kind == "equivalence"})
     for (net, d), ax in axes.items():
         here = cases[(cases.network == net) & (cases.density == d)]
         for m in pd.unique(here.method):

@@ -26,10 +26,11 @@ from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
 if TYPE_CHECKING:
+    from ..regime import Regime
     from ..train import Result
 
 __all__ = ["Params", "FAMILIES", "PAPER", "sizes", "label", "prunable_weights", "config", "grid", "frame", "gaps",
-           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check"]
+           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check", "regime", "claim_verdicts"]
 
 FAMILIES = ("cnn1d", "resnet", "wrn")  # registry names that take both a depth and a width
 
@@ -55,6 +56,7 @@ class Params(ChapterParams):
     batch_size: int = 128
     lr: float = 0.1
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -124,9 +126,9 @@ def config(p: Params, depth: int, width: float, scheme: str, s: float, seed: int
 
 def grid(p: Params) -> list[RunConfig]:
     """Every network dense, then every (network, scheme, sparsity), each for every seed."""
-    configs = [config(p, d, w, "dense", 0.0, seed) for d, w in sizes(p) for seed in range(p.seeds)]
+    configs = [config(p, d, w, "dense", 0.0, seed) for d, w in sizes(p) for seed in p.seed_list]
     return configs + [config(p, d, w, scheme, s, seed) for d, w in sizes(p) for scheme in p.schemes
-                      for s in p.sparsities for seed in range(p.seeds)]
+                      for s in p.sparsities for seed in p.seed_list]
 
 
 # --------------------------------------------------------------------------- results
@@ -200,6 +202,17 @@ def effects(p: Params, g: pd.DataFrame) -> pd.Series:
     return s[s.sweep == "both"].groupby("seed").slope.mean().rename("slope (points per doubling)")
 
 
+def claim_verdicts(p: Params, g: pd.DataFrame) -> list:
+    """The chapter's verdict from the gaps ``g`` (:func:`gaps`): the per-seed slope over both sweeps averaged over
+    the schemes (:func:`effects`), with each scheme's own verdict beside it."""
+    from ..claims import CLAIMS, decide_cases
+
+    s = slopes(p, g)
+    table = s[s.sweep == "both"].pivot(index="seed", columns="scheme", values="slope")[list(p.schemes)]
+    return [decide_cases(CLAIMS["scaling_gap_shrinks"], table, "claim_verdicts: seeds {seeds} lack the slope of a "
+                                                               "scheme that other seeds have")]
+
+
 # --------------------------------------------------------------------------- training length
 
 
@@ -208,7 +221,7 @@ def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
     """Dense runs that check the training length: each network at ``p.epochs`` and at ``factor`` times as many.
 
     ``networks`` defaults to the smallest and the largest network of the grid (by prunable weights);
-    seeds ``0 .. seeds-1``. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
+    the chapter's first ``seeds`` seeds. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
     :func:`rplib.grid.run_grid` and summarise with :func:`epoch_check`.
     """
     if factor < 2 or seeds < 1:
@@ -217,7 +230,8 @@ def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
         n = prunable_weights(p)
         networks = list(dict.fromkeys([min(n, key=n.get), max(n, key=n.get)]))
     longer = dataclasses.replace(p, epochs=factor * p.epochs)
-    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer) for seed in range(seeds)]
+    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer)
+            for seed in range(p.seed_offset, p.seed_offset + seeds)]
 
 
 def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:
@@ -237,3 +251,13 @@ def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:
                     "difference, mean [95% CI]": mean_ci(diff, 2), "largest |difference|": diff.abs().max(),
                     "seeds": len(diff)})
     return pd.DataFrame(out).set_index("network")
+
+
+def regime(p: Params, runs: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claim (:mod:`rplib.regime`): every network of the sweeps, at the gap's density;
+    with ``runs`` (:func:`frame`) the dense networks' test accuracy."""
+    from ..regime import regime as make
+
+    dense = None if runs is None else runs[runs.scheme == "dense"].rename(columns={"accuracy": "acc"})
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [label(p, d, w) for d, w in sizes(p)],
+                p.epochs, [round(1 - p.gap_sparsity, 10)], dense)

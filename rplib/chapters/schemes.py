@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,12 @@ from ..data import input_spec
 from ._common import data_config, scaled_cifar_recipe
 from ._params import ChapterParams
 
+if TYPE_CHECKING:
+    from ..regime import Regime
+
 __all__ = ["Params", "SALIENCY", "ALL_SCHEMES", "DEPTH_MODELS", "CLAIM_TREATMENT", "CLAIM_REFERENCE", "Network",
            "network", "describe", "config", "grid", "results_frame", "claim_effects", "differences",
-           "accuracy_table", "difference_table", "plot_accuracy"]
+           "accuracy_table", "difference_table", "plot_accuracy", "regime", "erk_plus_effects", "claim_verdicts"]
 
 SALIENCY = ("snip", "grasp")  # data-dependent ratios: random masks with the saliency methods' layer-wise densities
 ALL_SCHEMES = (*sparsity.SCHEMES, *SALIENCY)
@@ -50,6 +54,7 @@ class Params(ChapterParams):
     batch_size: int = 128
     lr: float = 0.1
     seeds: int = 1
+    seed_offset: int = 0
     device: str = "auto"
     runs: str = "../runs"
 
@@ -121,9 +126,9 @@ def config(p: Params, scheme: str, s: float, seed: int) -> RunConfig:
 def grid(p: Params, net: Network | None = None) -> list[RunConfig]:
     """The dense network and every reachable (scheme, sparsity) pair, each for every seed."""
     unreachable = (net or network(p)).unreachable
-    configs = [config(p, "dense", 0.0, seed) for seed in range(p.seeds)]
+    configs = [config(p, "dense", 0.0, seed) for seed in p.seed_list]
     return configs + [config(p, scheme, s, seed) for scheme in p.schemes for s in p.sparsities
-                      if (scheme, s) not in unreachable for seed in range(p.seeds)]
+                      if (scheme, s) not in unreachable for seed in p.seed_list]
 
 
 def describe(net: Network, p: Params) -> str:
@@ -176,6 +181,31 @@ def claim_effects(frame: pd.DataFrame, p: Params) -> dict[str, pd.Series]:
     top = max(p.sparsities)
     effect = paired(_at(frame, top), "scheme", CLAIM_TREATMENT, CLAIM_REFERENCE, "accuracy")
     return {"erk_beats_uniform": effect.rename(f"{CLAIM_TREATMENT} - {CLAIM_REFERENCE} at sparsity {top:g}")}
+
+
+def erk_plus_effects(frame: pd.DataFrame, p: Params, net: Network | None = None) -> pd.DataFrame:
+    """Seeds x sparsities table of ERK+ - ERK test accuracy (points), paired by seed, at every sparsity of the grid
+    at which ERK+ is reachable (the effect of ``erk_plus_matches_erk``); empty without both schemes."""
+    if not {"erk", "erk_plus"} <= set(p.schemes):
+        return pd.DataFrame()
+    unreachable = (net or network(p)).unreachable
+    table = {f"sparsity {s:g}": paired(_at(frame, s), "scheme", "erk_plus", "erk", "accuracy")
+             for s in p.sparsities if ("erk_plus", s) not in unreachable and ("erk", s) not in unreachable}
+    return pd.DataFrame(table).rename_axis("seed")
+
+
+def claim_verdicts(frame: pd.DataFrame, p: Params, net: Network | None = None) -> list:
+    """The chapter's verdicts: ``erk_beats_uniform`` at the highest sparsity (one case), and, when ERK and ERK+
+    were trained, ``erk_plus_matches_erk`` pooled over the sparsities where ERK+ is reachable with each
+    sparsity's own verdict beside it."""
+    from ..claims import CLAIMS, decide, decide_cases
+
+    out = [decide(CLAIMS[k], e) for k, e in claim_effects(frame, p).items()]
+    plus = erk_plus_effects(frame, p, net)
+    if not plus.empty:
+        out.append(decide_cases(CLAIMS["erk_plus_matches_erk"], plus, "claim_verdicts: seeds {seeds} lack ERK+ or "
+                                                                      "ERK at a sparsity that other seeds have"))
+    return out
 
 
 def _order(p: Params) -> list[str]:
@@ -259,3 +289,15 @@ def plot_accuracy(frame: pd.DataFrame, p: Params):
         ax.set_xlabel("sparsity (logit scale)")
     figure_legend(fig, title="scheme")
     return fig
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+    """The regime of the chapter's claims (:mod:`rplib.regime`): the network at every density of the grid; with
+    ``frame`` (:func:`results_frame`) the dense network's test accuracy."""
+    from ..regime import regime as make
+
+    name = f"{p.model} (width {p.width:g}{f', depth {p.depth}' if p.depth else ''})"
+    dense = None if frame is None else frame[frame.scheme == "dense"].assign(network=name).rename(
+        columns={"accuracy": "acc"})
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [name], p.epochs,
+                [round(1 - s, 10) for s in p.sparsities], dense)

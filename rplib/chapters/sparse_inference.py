@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import RunConfig
 from ..inference import NETWORKS, REFERENCE_LAYERS
 from ._params import ChapterParams
 
-__all__ = ["Params", "grid"]
+if TYPE_CHECKING:
+    from ..regime import Regime
+
+__all__ = ["Params", "grid", "regime"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,11 @@ class Params(ChapterParams):
 def grid(params: Params) -> list[RunConfig]:
     """No runs: the chapter times exported networks, it trains nothing."""
     return []
+
+
+def regime(params: Params) -> Regime:
+    """The regime of the chapter's claim (:mod:`rplib.regime`): ResNet-20 at density 0.05 on CIFAR-shaped random
+    inputs (10 classes), untrained: the claim times inference, so there is no dense accuracy."""
+    from ..regime import regime as make
+
+    return make(Params.CHAPTER, "random CIFAR-shaped inputs (3x32x32)", 10, ["resnet20"], 0, [0.05])
