@@ -22,9 +22,9 @@ from .config import ModelConfig, RunConfig
 from .data import DataConfig, input_spec, split_sizes
 from .models import build
 from .store import RunDir
-from .train import count_flops
+from .train import REWIND_EPOCHS_KEPT, count_flops, pretraining_config
 
-__all__ = ["SECONDS_PER_EPOCH", "EpochTime", "run_epochs", "stored_epoch_times", "seconds_per_epoch", "grid_hours",
+__all__ = ["SECONDS_PER_EPOCH", "EpochTime", "run_epochs", "with_pretrainings", "stored_epoch_times", "seconds_per_epoch", "grid_hours",
            "forward_macs", "run_cost", "longest_first"]
 
 # Seconds per epoch on CPU, as :func:`seconds_per_epoch` measures them, from the cpu-profile build of
@@ -66,9 +66,29 @@ class EpochTime:
 
 
 def run_epochs(cfg: RunConfig) -> int:
-    """Training epochs of one run, counting the dense trainings that lottery and hybrid masks need first."""
-    extra = {"lottery": cfg.sparsity.lottery_rounds, "hybrid": 1}.get(cfg.sparsity.method, 0)
+    """Training epochs of one run, counting the dense trainings that lottery and hybrid masks need first.
+
+    A ticket whose rewind point the store's dense run keeps takes its first dense training from that run
+    (:func:`rplib.train.pretraining_config`, a run of its own: :func:`with_pretrainings` adds it to a grid);
+    only a lottery ticket's later rounds, masked trainings, are its own.
+    """
+    sp = cfg.sparsity
+    shared = sp.rewind_epoch <= REWIND_EPOCHS_KEPT
+    extra = {"lottery": sp.lottery_rounds - shared, "hybrid": 1 - shared}.get(sp.method, 0)
     return cfg.optim.epochs * (1 + extra)
+
+
+def with_pretrainings(configs: Sequence[RunConfig]) -> list[RunConfig]:
+    """``configs`` followed by the dense runs their tickets take their pre-training from, where those are not
+    among ``configs`` already (each once)."""
+    out, seen = list(configs), {c.hash for c in configs}
+    for c in configs:
+        if c.sparsity.method in ("lottery", "hybrid") and c.sparsity.rewind_epoch <= REWIND_EPOCHS_KEPT:
+            dense = pretraining_config(c)
+            if dense.hash not in seen:
+                seen.add(dense.hash)
+                out.append(dense)
+    return out
 
 
 @functools.lru_cache(maxsize=None)

@@ -28,7 +28,7 @@ from pathlib import Path
 from . import chapters, profiles
 from .config import RunConfig
 from .cost import (SECONDS_PER_EPOCH, EpochTime, forward_macs, grid_hours, longest_first, run_cost, run_epochs,
-                   seconds_per_epoch, stored_epoch_times)
+                   seconds_per_epoch, stored_epoch_times, with_pretrainings)
 from .store import RunDir
 
 __all__ = ["SECONDS_PER_EPOCH", "ChapterPlan", "EpochTime", "EpochTimer", "run_epochs", "stored_epoch_times",
@@ -104,7 +104,7 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
             out.append(ChapterPlan(name, 0, 0, 0, None, ("no grid in rplib.chapters",)))
             continue
         params = chapters.params(name, overrides)
-        configs = chapters.grid(name, overrides)
+        configs = with_pretrainings(chapters.grid(name, overrides))
         store = Path(runs) if runs is not None else root / "notebooks" / getattr(params, "runs", "../runs")
         stored = stored_epoch_times(configs, store)
         todo = [c for c in configs if not RunDir(store, c.hash).finished()]

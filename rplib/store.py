@@ -181,6 +181,10 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     mask_report = property(lambda self: self.path / "mask_report.json")
 
+    def rewind_weights(self, epoch: int) -> Path:
+        """A dense run's weights after ``epoch`` epochs, kept for the tickets that rewind to them."""
+        return self.path / f"weights_epoch{epoch}.pt"
+
     def check(self) -> None:
         """Refuse (:class:`StoreError`, nothing touched) a store whose run directory, lock folder or run files
         would lead outside the resolved root: a symbolic link, a path resolving elsewhere, or a file where a

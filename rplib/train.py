@@ -30,6 +30,7 @@ import contextlib
 import copy
 import hashlib
 import dataclasses
+import functools
 import math
 import os
 import pickle
@@ -394,6 +395,9 @@ class _Trainer:
                          ranks: rdist.Ranks = rdist.SINGLE) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """Train a copy of ``model`` (with ``mask`` if given) for ``epochs``; return it and its state at ``rewind_epoch``.
 
+        Without a mask the copy trains exactly as the dense run of the same config does (same batches,
+        ``salt`` unused), so :func:`_dense_pretraining` may take it from the store instead.
+
         With several ``ranks`` the copy trains data-parallel like the run itself (each rank its shard of
         every global batch), so its weights, and the mask drawn from them, are the same on every rank.
         """
@@ -406,7 +410,9 @@ class _Trainer:
         for e in range(epochs):
             if e == rewind_epoch:
                 rewind = copy.deepcopy(net.state_dict())
-            batches = ranks.shard(self.train_batches(2, salt, e))
+            # without a mask this is the dense run of the same config (its batches, epoch by epoch): the
+            # pre-training a run store can hold once for every ticket of a network and seed
+            batches = ranks.shard(self.train_batches(1, e) if mask is None else self.train_batches(2, salt, e))
             _, _, step = self.epoch(parallel, opt, e, step, None, batches, ranks)
         if handle is not None:
             handle.remove()
@@ -486,33 +492,71 @@ def _build_model(cfg: RunConfig, bundle: rdata.DataBundle, seed: int) -> nn.Modu
         return build(cfg.model.name, bundle.num_classes, in_shape=bundle.in_shape, **cfg.model.options())
 
 
+#: A dense run keeps its weights after each of its first REWIND_EPOCHS_KEPT epochs (``weights_epoch<k>.pt``) for
+#: the tickets that rewind to them (:func:`_dense_pretraining`); a ticket rewinding later trains its own copy.
+REWIND_EPOCHS_KEPT = 2
+
+
+def pretraining_config(cfg: RunConfig) -> RunConfig:
+    """The dense run a lottery or hybrid ticket ``cfg`` is drawn from: the same network, data, recipe and seed
+    without a mask (Frankle et al. 2020; Su et al. 2020 train the dense network first, then prune and rewind)."""
+    return dataclasses.replace(cfg, sparsity=type(cfg.sparsity)(), dst=type(cfg.dst)())
+
+
+def _dense_pretraining(cfg: RunConfig, model: nn.Module, trainer: _Trainer, rewind_epoch: int, root: Path,
+                       ranks: rdist.Ranks) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The trained dense network a ticket of ``cfg`` is drawn from, and its weights at ``rewind_epoch``.
+
+    Both come from the run store's dense run :func:`pretraining_config` (trained there first if it is not
+    finished, so every ticket, density and sanity check of one network and seed shares one pre-training).
+    The same training inline (:meth:`_Trainer.train_dense_copy`, the dense run's own batches) gives the same
+    weights on CPU; it is used for data-parallel runs and rewind epochs past :data:`REWIND_EPOCHS_KEPT`.
+    """
+    if ranks.distributed or rewind_epoch > REWIND_EPOCHS_KEPT:
+        return trainer.train_dense_copy(model, None, cfg.optim.epochs, rewind_epoch, 0, ranks)
+    dense = pretraining_config(cfg)
+    run(dense, root, progress=False)
+    rd = RunDir(root, dense.hash)
+    load = functools.partial(torch.load, map_location=trainer.device, weights_only=True)
+    trained = copy.deepcopy(model)
+    trained.load_state_dict(load(rd.checkpoint)["model"])
+    rewind = copy.deepcopy(model.state_dict()) if rewind_epoch == 0 else load(rd.rewind_weights(rewind_epoch))
+    return trained, rewind
+
+
 def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle,
-               ranks: rdist.Ranks = rdist.SINGLE) -> tuple[Mask | None, nn.Module]:
+               ranks: rdist.Ranks = rdist.SINGLE, root: Path | None = None) -> tuple[Mask | None, nn.Module]:
     """The mask of ``cfg.sparsity`` on ``model`` (which holds the initial weights); returns (mask, model to train).
 
-    The method and sanity check are :func:`rplib.pruning.prune`'s; lottery and hybrid tickets
-    pre-train data-parallel over ``ranks``.
+    The method and sanity check are :func:`rplib.pruning.prune`'s; lottery and hybrid tickets take their
+    dense pre-training from the run store under ``root`` (:func:`_dense_pretraining`; trained inline without
+    a ``root``) and pre-train data-parallel over ``ranks``.
     """
     if not cfg.sparsity.sparse:
         return None, model
+
+    def train_dense(net: nn.Module, mask: Mask | None, rewind_epoch: int, salt: int):
+        if mask is None and root is not None:
+            return _dense_pretraining(cfg, net, trainer, rewind_epoch, root, ranks)
+        return trainer.train_dense_copy(net, mask, cfg.optim.epochs, rewind_epoch, salt, ranks)
+
     context = pruning.PruneContext(
         seed=cfg.seed,
         pruning_batches=lambda: _pruning_batches(cfg, bundle),
-        train_dense=lambda net, mask, rewind_epoch, salt: trainer.train_dense_copy(
-            net, mask, cfg.optim.epochs, rewind_epoch, salt, ranks),
+        train_dense=train_dense,
         fresh_model=lambda seed: _build_model(cfg, bundle, seed))
     mask = pruning.prune(model, cfg.sparsity, context)
     return mask.to(next(model.parameters()).device), model
 
 
 def _initial_network(cfg: RunConfig, model: nn.Module, bundle: rdata.DataBundle, trainer: _Trainer,
-                     ranks: rdist.Ranks = rdist.SINGLE,
-                     ckpt: dict[str, Any] | None = None) -> tuple[nn.Module, Mask | None]:
+                     ranks: rdist.Ranks = rdist.SINGLE, ckpt: dict[str, Any] | None = None,
+                     root: Path | None = None) -> tuple[nn.Module, Mask | None]:
     """The network a run trains and its mask (None when dense): ``model`` (freshly initialised, float32, on the
     trainer's device) and the mask drawn on it (or read from ``ckpt``), before the trainer's fast path converts
     the network."""
     if ckpt is None:
-        mask, model = _make_mask(cfg, model, trainer, bundle, ranks)
+        mask, model = _make_mask(cfg, model, trainer, bundle, ranks, root)
     else:
         mask = Mask(ckpt["mask"]).to(trainer.device) if ckpt["mask"] is not None else None
     return trainer.fast.prepare(model, bundle.in_shape), mask
@@ -536,7 +580,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
 
     model = _build_model(cfg, bundle, cfg.seed).to(device)
     ckpt = _load_checkpoint(rd, device, model, o.epochs, trainer.steps_per_epoch)
-    model, mask = _initial_network(cfg, model, bundle, trainer, ranks, ckpt)
+    model, mask = _initial_network(cfg, model, bundle, trainer, ranks, ckpt, rd.root)
     opt = trainer.optimizer(model)
     if mask is not None:
         mask.check_fits(model)
@@ -590,6 +634,8 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
                            "dst": dyn.state_dict() if dyn is not None else None,
                            "history": history, "epoch": epoch + 1, "step": step, "hash": rd.hash,
                            "shapes": _shapes(model)}, rd.checkpoint)
+        if mask is None and epoch < REWIND_EPOCHS_KEPT:  # a ticket's rewind point (_dense_pretraining)
+            atomic_torch_save(model.state_dict(), rd.rewind_weights(epoch + 1))
     if not ranks.is_main:
         return None
 

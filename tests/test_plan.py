@@ -14,7 +14,7 @@ from rplib import book, chapters, cli, train
 from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig, split_sizes
 from rplib.plan import (ChapterPlan, EpochTime, EpochTimer, format_plan, forward_macs, longest_first, plan, run_cost,
-                        run_epochs, seconds_per_epoch)
+                        run_epochs, seconds_per_epoch, with_pretrainings)
 from rplib.train import run, time_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,14 @@ def test_counts_are_the_distinct_configs_of_the_grid(name: str, tmp_path: Path):
 def test_lottery_and_hybrid_count_their_dense_trainings():
     grid = chapters.sanity.labelled_grid(chapters.sanity.Params(lottery_rounds=2))
     by_method = {labels["method"]: run_epochs(cfg) for labels, cfg in grid}
-    assert by_method["dense"] == 3 and by_method["lottery"] == 9 and by_method["hybrid"] == 6
+    # the first dense training of a ticket is the store's dense run of its network and seed, counted once
+    assert by_method["dense"] == 3 and by_method["lottery"] == 6 and by_method["hybrid"] == 3
+    far = grid[0][1].with_(**{"sparsity.method": "hybrid", "sparsity.density": 0.1, "sparsity.rewind_epoch": 3})
+    assert run_epochs(far) == 6  # a rewind point the dense run does not keep: the ticket pre-trains itself
+    tickets = [cfg for labels, cfg in grid if labels["method"] in ("lottery", "hybrid")]
+    added = with_pretrainings(tickets)[len(tickets):]
+    assert len(added) == len({c.seed for c in tickets}) and all(not c.sparsity.sparse for c in added)
+    assert with_pretrainings([cfg for _, cfg in grid]) == [cfg for _, cfg in grid]  # the grid holds its dense runs
 
 
 def test_finished_count_and_estimate_follow_the_store(tmp_path: Path):

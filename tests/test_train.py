@@ -228,3 +228,35 @@ def test_model_pruned_layers_match_report(tmp_path):
 
     names = [r["name"] for r in json.loads((res.path / "mask_report.json").read_text())]
     assert names == list(prunable_parameters(build("cnn1d", 10, in_shape=(1, 40))))
+
+
+def test_tickets_share_one_dense_pre_training_from_the_store(tmp_path, monkeypatch):
+    """A lottery or hybrid ticket takes its dense pre-training and rewind point from the store's dense run of the
+    same network, data, recipe and seed (trained there once, whichever ticket comes first); the masks equal
+    those of the same pre-training done inline, and a second ticket trains no dense network again."""
+    base = RunConfig(data=DataConfig(name="mnist1d", num_samples=600), model=ModelConfig(name="mlp"),
+                     optim=OptimConfig(epochs=3, batch_size=64), device="cpu")
+    hybrid = base.with_(**{"sparsity.method": "hybrid", "sparsity.density": 0.2, "sparsity.scheme": "erk",
+                           "sparsity.rewind_epoch": 1})
+    lottery = hybrid.with_(**{"sparsity.method": "lottery", "sparsity.scheme": "uniform", "sparsity.lottery_rounds": 1,
+                              "sparsity.sanity": "rearrange"})
+    dense = train.pretraining_config(hybrid)
+    assert dense == train.pretraining_config(lottery) and not dense.sparsity.sparse
+    copies = []
+    original = train._Trainer.train_dense_copy
+    monkeypatch.setattr(train._Trainer, "train_dense_copy",
+                        lambda self, *a, **k: copies.append(a[1]) or original(self, *a, **k))
+    stored = train.run(hybrid, root=tmp_path / "store")
+    assert RunDir(tmp_path / "store", dense.hash).finished() and not copies  # pre-trained as the dense run
+    assert RunDir(tmp_path / "store", dense.hash).rewind_weights(1).is_file()
+    train.run(lottery, root=tmp_path / "store")
+    assert not copies  # the second ticket reused it
+    monkeypatch.setattr(train, "_dense_pretraining", lambda cfg, net, trainer, rewind_epoch, root, ranks:
+                        trainer.train_dense_copy(net, None, cfg.optim.epochs, rewind_epoch, 0, ranks))
+    inline = train.run(hybrid, root=tmp_path / "inline")
+    assert copies == [None]  # trained inline this time, with the dense run's own batches
+    assert not RunDir(tmp_path / "inline", dense.hash).finished()
+    masks = [torch.load(RunDir(r, hybrid.hash).checkpoint, weights_only=True)["initial_mask"]
+             for r in (tmp_path / "store", tmp_path / "inline")]
+    assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+    assert inline.metrics["test_accuracy"] == stored.metrics["test_accuracy"]

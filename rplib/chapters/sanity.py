@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import models
+from .. import models, train
 from ..claims import mean_interval, mean_over_cases
 from ..config import ModelConfig, OptimConfig, RunConfig, SparsityConfig
 from ..sparsity import layerwise_densities
@@ -201,7 +201,7 @@ def pretraining_config(cfg: RunConfig) -> RunConfig:
     if cfg.sparsity.method not in TICKETS:
         raise ValueError(f"pretraining_config: method {cfg.sparsity.method!r} needs no dense pre-training; "
                          f"methods that do: {', '.join(TICKETS)}")
-    return dataclasses.replace(cfg, sparsity=SparsityConfig())
+    return train.pretraining_config(cfg)
 
 
 def pretraining_configs(configs: Sequence[RunConfig]) -> dict[tuple[str, int, str], RunConfig]:
