@@ -409,6 +409,17 @@ def _env() -> dict[str, str]:
     return os.environ | {"MPLBACKEND": "Agg", "PYTHONPATH": path}
 
 
+def _book_copy(tmp_path: Path, *ignore: str) -> Path:
+    """A copy of the book's sources (config, toc, stylesheet, ``book/`` without ``ignore``) under ``tmp_path``."""
+    src = tmp_path / "repo"
+    src.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "_static", src / "_static")
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns(*ignore))
+    return src
+
+
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
@@ -460,12 +471,7 @@ def _dump_dom(chromium: str, page: Path, profile_dir: Path) -> str:
 @pytest.mark.slow
 def test_smoke_book_builds_and_renders(tmp_path: Path):
     chromium = _chromium()
-    src = tmp_path / "repo"
-    src.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "_static", src / "_static")
-    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    src = _book_copy(tmp_path, "*.ipynb", ".ipynb_checkpoints")
     shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
     # the chapters' run store (their `runs` parameter, ../runs) is the one nbval's executions of notebooks/ use:
     # the smoke runs train once in a test session, whichever of the two asks first (file locks order them)
@@ -578,12 +584,7 @@ def test_published_book_reads_well(tmp_path: Path):
     """The committed book rendered as published, read in Chromium at 1400 px: tables whose cells break only between
     words, no page wider than the window, every figure numbered by its chapter, captioned and described."""
     chromium = _chromium()
-    src = tmp_path / "repo"
-    src.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "_static", src / "_static")
-    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    src = _book_copy(tmp_path, ".ipynb_checkpoints")
     jb = Path(sys.executable).parent / "jupyter-book"
     res = subprocess.run([str(jb), "build", str(src), "--warningiserror", "--keep-going"], cwd=src, env=_env(),
                          capture_output=True, text=True, timeout=600)
