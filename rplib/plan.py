@@ -118,7 +118,7 @@ def plan(profile: str, only: Sequence[str] | None = None, root: Path | str = "."
             if timer is not None:
                 return timer.epoch_time(c)
             table = SECONDS_PER_EPOCH.get(pair)
-            return None if table is None else EpochTime(table, "table", "cpu", "this book's cpu build")
+            return None if table is None else EpochTime(table, "table", "cpu", "SECONDS_PER_EPOCH")
 
         times = {c.hash: epoch_time(c) for c in todo}
         unknown = tuple(sorted({f"{c.model.name}/{c.data.name}" for c in todo if times[c.hash] is None}))
