@@ -517,6 +517,8 @@ def _dense_pretraining(cfg: RunConfig, model: nn.Module, trainer: _Trainer, rewi
     dense = pretraining_config(cfg)
     run(dense, root, progress=False)
     rd = RunDir(root, dense.hash)
+    if rewind_epoch and not rd.rewind_weights(rewind_epoch).is_file():  # a store written without its rewind points
+        return trainer.train_dense_copy(model, None, cfg.optim.epochs, rewind_epoch, 0, ranks)
     load = functools.partial(torch.load, map_location=trainer.device, weights_only=True)
     trained = copy.deepcopy(model)
     trained.load_state_dict(load(rd.checkpoint)["model"])
@@ -628,14 +630,14 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
         if not ranks.is_main:
             continue
+        if mask is None and epoch < REWIND_EPOCHS_KEPT:  # a ticket's rewind point (_dense_pretraining)
+            atomic_torch_save(model.state_dict(), rd.rewind_weights(epoch + 1))
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "mask": mask.state_dict() if mask is not None else None,
                            "initial_mask": initial_mask if mask is not None else None,
                            "dst": dyn.state_dict() if dyn is not None else None,
                            "history": history, "epoch": epoch + 1, "step": step, "hash": rd.hash,
                            "shapes": _shapes(model)}, rd.checkpoint)
-        if mask is None and epoch < REWIND_EPOCHS_KEPT:  # a ticket's rewind point (_dense_pretraining)
-            atomic_torch_save(model.state_dict(), rd.rewind_weights(epoch + 1))
     if not ranks.is_main:
         return None
 

@@ -157,7 +157,7 @@ def test_local_workers_get_the_callers_environment_of_now(monkeypatch):
 
 def test_unfinished_runs_are_submitted_longest_first(tmp_path):
     """A lottery ticket (a dense training, then the ticket's) is handed to the executor before the one-training runs."""
-    lottery = tiny(**{"sparsity.method": "lottery", "sparsity.density": 0.2})
+    lottery = tiny(**{"sparsity.method": "lottery", "sparsity.density": 0.2, "sparsity.lottery_rounds": 2})
     submitted: list[RunConfig] = []
 
     class Record(Executor):

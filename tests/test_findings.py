@@ -61,7 +61,7 @@ def test_the_regime_and_paper_columns_come_from_the_glued_data(tmp_path):
                     "dense: cnn1d 72 [69.5, 74.5] %; mlp 13 [10.5, 15.5] %")
     assert "dense mlp near chance (13 % against chance 10 %)" in caveat and "a computed note" in caveat
     assert caveat.startswith(c.caveat) and "cnn1d near chance" not in caveat
-    assert verdict.startswith("**agrees** (v2); Holm: **agrees**") and effect.startswith("2 [") and n == "5"
+    assert verdict.startswith("**agrees** (v2); Holm: **agrees**") and effect.startswith("2.00 [") and n == "5"
     # a declared claim of the same chapter that did not run, and one of a chapter without a regime record
     assert _row(page, "erk_plus_matches_erk")[3:5] == [mine, "not run"]
     assert _row(page, "dst_beats_static")[3:5] == ["regime not recorded", "not run"]

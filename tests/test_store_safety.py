@@ -374,7 +374,7 @@ def test_run_finishes_whole_when_its_directory_is_removed_mid_run(tmp_path, monk
 
     def save_then_remove(obj, path):
         save(obj, path)
-        if obj["epoch"] == 1:
+        if path == rd.checkpoint and obj["epoch"] == 1:
             shutil.rmtree(rd.path)
 
     monkeypatch.setattr(train, "atomic_torch_save", save_then_remove)

@@ -436,7 +436,7 @@ def best_references(cases: pd.DataFrame) -> str:
     return "; ".join(parts) or "no random tickets were trained"
 
 
-def _panels(p: Params, height: float, width: float = 4.4, share: bool = False
+def _panels(p: Params, height: float, width: float = 4.1, share: bool = False
             ) -> tuple[plt.Figure, dict[tuple[str, float], plt.Axes]]:
     """One panel per (network, density), two per row (at most 2 ``width`` inches wide); ``share``: common axes."""
     import matplotlib.pyplot as plt
