@@ -488,7 +488,7 @@ def plot_effects(cases: pd.DataFrame, p: Params) -> plt.Figure:
     from ..plotting import color, figure_legend
 
     order = list(dict.fromkeys(cases.case))
-    fig, axes = _panels(p, 0.4 * max(len(order), 2) + 1.0, width=3.4 if len(p.densities) > 1 else 4.4, share=True)
+    fig, axes = _panels(p, 0.4 * max(len(order), 2) + 1.0, width=3.4, share=True)
     margins = sorted({CLAIMS[c].margin for c in cases.claim.unique() if CLAIMS[c].kind == "equivalence"})
     for (net, d), ax in axes.items():
         here = cases[(cases.network == net) & (cases.density == d)]
@@ -506,7 +506,7 @@ def plot_effects(cases: pd.DataFrame, p: Params) -> plt.Figure:
         ax.set_xlabel("paired difference (points)")
         ax.set_title(f"{net}, {_density_label(d)}")
     next(iter(axes.values())).invert_yaxis()  # the axes are shared: the first case on top in every panel
-    figure_legend(fig)
+    figure_legend(fig, ncols=3)  # long labels: three to a row keep the figure within the column
     return fig
 
 
