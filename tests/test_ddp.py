@@ -189,7 +189,7 @@ def test_the_package_launches_with_python_m_and_torchrun_m(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.startswith(f"# run {RunConfig().with_({'seed': 3}).hash}")
-    changes = {"data.num_samples": 1200, "model.name": "mlp", "sparsity.method": "random", "sparsity.density": 0.2,
+    changes = {"data.num_samples": 300, "model.name": "mlp", "sparsity.method": "random", "sparsity.density": 0.2,
                "sparsity.scheme": "erk", "optim.epochs": 1, "optim.batch_size": 64, "device": "cpu"}
     sets = [a for k, v in changes.items() for a in ("--set", f"{k}={v}")]
     proc = subprocess.run([*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
