@@ -462,13 +462,6 @@ def _probe(chromium: str, page: Path, profile_dir: Path, tmp: Path) -> dict:
     return json.loads(html.unescape(out))
 
 
-def _dump_dom(chromium: str, page: Path, profile_dir: Path) -> str:
-    res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stdout
-
-
 @pytest.mark.slow
 def test_smoke_book_builds_and_renders(tmp_path: Path):
     """The book executed under the smoke profile (the chapters' code path end to end), built with warnings as errors
@@ -497,7 +490,7 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
     for entry in book.toc_files(src):
         page = html / f"{entry}.html"
         assert page.is_file(), f"{entry} was not rendered"
-        dom = _dump_dom(chromium, page, tmp_path / "chromium")
+        dom = page.read_text()  # the built page as served (the probes below load it in Chromium)
         parsed = _Page()
         parsed.feed(dom)
         assert parsed.h1 >= 1, f"{entry}: no title in the rendered page"
