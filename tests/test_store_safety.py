@@ -323,6 +323,16 @@ def test_file_size_limit_and_ctrl_c_are_one_line(tmp_path):
     data._mnist1d_arrays(600, "data")  # the cache exists before the limit
     limited = _cli(["train", "--quiet", *tiny_args()], tmp_path / "a", preexec_fn=_limit_file_size)
     long = _cli(["train", "--quiet", *tiny_args("optim.epochs=100000")], tmp_path / "b")
+    try:
+        _interrupt_and_check(limited, long, tmp_path)
+    finally:  # a failed check must not leave a 100000-epoch run behind
+        for proc in (limited, long):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _interrupt_and_check(limited: subprocess.Popen, long: subprocess.Popen, tmp_path: Path) -> None:
     _, err = limited.communicate(timeout=120)
     lines = err.strip().splitlines()
     assert limited.returncode == 2 and len(lines) == 1, err
