@@ -162,41 +162,42 @@ def prepare_book_root(profile: str, root: Path | str = ".") -> Path:
 _FINDINGS_HEAD = """\
 # Findings
 
-Every claim the book tests, with the verdict its chapter reached under this book's profile, beside the
-paper's own setting and effect and this book's setting (dataset, networks, epochs, densities, the dense
-networks' test accuracy, from the chapter's runs). The effect is the mean over seeds (over repeats for the
-timing claim) of the claim's paired effect, with its 95% confidence interval (a table claim gives its
-counts); {doc}`verdicts` states the rules and their version. Each verdict is given as its rule reached it
-(*raw*) and after Holm's adjustment across all the book's claims that ran (*Holm*): a verdict that does not
-survive the adjustment is inconclusive there. Where the claim's cases (networks, densities, checks, rivals)
-reach different verdicts, the verdict cell says so. The caveat names what of the regime the claim depends
-on, with what the chapter measured (a dense network near chance level).
+Every claim the book tests, with the verdict its chapter reached in each of the book's regimes, beside the
+paper's own setting and effect. The first table puts the regimes side by side; the tables after it give, per
+regime, this book's setting (dataset, networks, epochs, densities, the dense networks' test accuracy, from the
+chapter's runs), the effect and the caveat. The effect is the mean over seeds (over repeats for the timing
+claim) of the claim's paired effect, with its 95% confidence interval (a table claim gives its counts);
+{doc}`verdicts` states the rules and their version. Each verdict is given as its rule reached it (*raw*) and
+after Holm's adjustment across the claims that ran in that regime (*Holm*): a verdict that does not survive the
+adjustment is inconclusive there. Where the claim's cases (networks, densities, checks, rivals) reach
+different verdicts, the verdict cell says so. The caveat names what of the regime the claim depends on, with
+what the chapter measured (a dense network near chance level).
 
 % written from the executed chapters by `python -m rplib.book findings`; do not edit by hand
+"""
 
+_DETAIL_HEAD = """\
 | claim | chapter | paper: setting; effect | this book: setting; dense accuracy | verdict (rule): raw; Holm | \
 effect, mean [95% CI] | n | caveat |
 |---|---|---|---|---|---|---|---|
 """
 
+#: The data each profile's regime trains on, as the findings page names it.
+REGIME_NAMES = {"smoke": "MNIST-1D and digits, smoke sizes", "cpu": "MNIST-1D and digits", "images": "Fashion-MNIST",
+                "paper": "CIFAR-10/100 and SVHN"}
 
-def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
-    """The findings page: one row per declared claim, from the verdicts and the regime records glued in
-    ``book_dir/<chapter>.ipynb`` (:func:`rplib.claims.publish`, :func:`rplib.regime.publish_regime`); the paper
-    columns come from the claims (:data:`rplib.claims.CLAIMS`), the Holm column from
-    :func:`rplib.claims.family_adjusted` over the verdicts found."""
+
+def _regime_verdicts(chapter_dir: Path, root: Path | str) -> tuple[dict, dict, dict, dict, dict]:
+    """What a regime's executed chapters in ``chapter_dir`` glued: verdicts, held-out verdicts and regime records
+    by claim or chapter, the rules they were decided under and the Holm adjustment over the verdicts found."""
     import json
 
-    from .claims import CLAIMS, CLAIMS_V1, cases_note, family_adjusted, interval_text, read_held_out, read_published
-    from .regime import dense_text, missing_paper_fields, read_regime, regime_notes, setting_text
+    from .claims import CLAIMS, CLAIMS_V1, family_adjusted, read_held_out, read_published
+    from .regime import read_regime
 
-    missing = missing_paper_fields()
-    if missing:
-        raise ValueError(f"findings: claims lack paper fields {missing}; write 'not reported' where the paper "
-                         "gives none")
-    book_dir, found, held_out, regimes = Path(book_dir), {}, {}, {}
+    found, held_out, regimes = {}, {}, {}
     for name in chapters(root):
-        path = book_dir / f"{name}.ipynb"
+        path = chapter_dir / f"{name}.ipynb"
         if path.is_file():
             nb = json.loads(path.read_text())
             found |= {v.claim: v for v in read_published(nb) if v.claim in CLAIMS}
@@ -205,10 +206,18 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
             if r is not None:
                 regimes[name] = r
     declared = {k: CLAIMS_V1[k] if v.version == 1 and k in CLAIMS_V1 else CLAIMS[k] for k, v in found.items()}
-    adjusted = family_adjusted(found.values(), declared)
+    return found, held_out, regimes, declared, family_adjusted(found.values(), declared)
+
+
+def _detail_rows(claims: list, verdicts: tuple[dict, dict, dict, dict, dict], link: str) -> list[str]:
+    """The rows of one regime's table for ``claims`` (see :data:`_DETAIL_HEAD`)."""
+    from .claims import cases_note, interval_text
+    from .regime import dense_text, regime_notes, setting_text
+
+    found, held_out, regimes, declared, adjusted = verdicts
     rows = []
-    for c in CLAIMS.values():
-        where = f"{{doc}}`{c.chapter}`"
+    for c in claims:
+        where = f"{{doc}}`{link}{c.chapter}`"
         paper = _cell(f"{c.paper}: {c.paper_setting}; {c.paper_effect}")
         r = regimes.get(c.chapter)
         book_cell = f"{setting_text(r)}; dense: {dense_text(r)}" if r else "regime not recorded"
@@ -226,7 +235,58 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".") -> str:
         effect = v.detail or f"{interval_text(v)} {declared[c.id].unit}"
         rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | {_cell(verdict)} | "
                     f"{_cell(effect)} | {v.n} | {caveat} |")
-    return _FINDINGS_HEAD + "\n".join(rows) + "\n"
+    return rows
+
+
+def _glance_cell(c: Any, verdicts: tuple[dict, dict, dict, dict, dict], in_regime: bool) -> str:
+    """A claim's verdict in one regime for the side-by-side table: ``**agrees** (Holm: inconclusive)``."""
+    found, _, _, _, adjusted = verdicts
+    if not in_regime:
+        return "not in this regime"
+    v = found.get(c.id)
+    if v is None:
+        return "not run"
+    return f"**{v.verdict}** (Holm: {adjusted[c.id]['verdict']})"
+
+
+def findings_markdown(book_dir: Path | str, root: Path | str = ".", profile: str = PUBLISHED) -> str:
+    """The findings page: a side-by-side table of every declared claim's verdict in each
+    regime (``profile``'s chapters in ``book_dir``, each part of :data:`PUBLISHED_PARTS` in its folder there) and the
+    paper's own effect, then one table per regime with a row per claim, from the verdicts and the regime records
+    glued in the regime's executed chapters
+    (:func:`rplib.claims.publish`, :func:`rplib.regime.publish_regime`). The paper columns come from the claims
+    (:data:`rplib.claims.CLAIMS`), the Holm column from :func:`rplib.claims.family_adjusted` over each regime's
+    verdicts. A regime none of whose chapters ran is named with the command that runs it."""
+    from .claims import CLAIMS
+    from .regime import missing_paper_fields
+
+    missing = missing_paper_fields()
+    if missing:
+        raise ValueError(f"findings: claims lack paper fields {missing}; write 'not reported' where the paper "
+                         "gives none")
+    book_dir, root = Path(book_dir), Path(root)
+    profiles = load_profiles(root)
+    regimes = []
+    parts_dirs = [(q, book_dir / d.relative_to("book")) for q, d in PUBLISHED_PARTS.items()]
+    for p, folder in [(profile, book_dir), *parts_dirs]:
+        title = f"{REGIME_NAMES[p]} ({p} profile)"
+        link = "" if p == profile else f"{folder.relative_to(book_dir).as_posix()}/"
+        covered = {n for n, entry in profiles.items() if p in (entry or {})} if p in PUBLISHED_PARTS else None
+        claims = [c for c in CLAIMS.values() if covered is None or c.chapter in covered]
+        regimes.append((p, title, link, claims, _regime_verdicts(folder, root)))
+    head = "| claim | paper: effect | " + " | ".join(f"{title}: raw (Holm)" for _, title, *_ in regimes) + " |"
+    glance = [head, "|---|---|" + "---|" * len(regimes)]
+    for c in CLAIMS.values():
+        cells = [_glance_cell(c, v, c in claims) for _, _, _, claims, v in regimes]
+        glance.append(f"| {_cell(c.statement)} | {_cell(c.paper_effect)} | " + " | ".join(cells) + " |")
+    parts = [_FINDINGS_HEAD, "## The regimes side by side\n", "\n".join(glance) + "\n"]
+    for p, title, link, claims, verdicts in regimes:
+        parts.append(f"## {title}\n")
+        if p in PUBLISHED_PARTS and not verdicts[0]:
+            parts.append(f"No chapter of this regime has run yet: `make book PROFILE={p}`.\n")
+            continue
+        parts.append(_DETAIL_HEAD + "\n".join(_detail_rows(claims, verdicts, link)) + "\n")
+    return "\n".join(parts)
 
 
 def _cell(text: str) -> str:
@@ -237,15 +297,13 @@ def _cell(text: str) -> str:
 def write_findings(profile: str, root: Path | str = ".") -> Path:
     """Rewrite the profile's ``book/findings.md`` from its executed chapters; returns the page's path.
 
-    The findings page holds the verdicts of a whole book; a part of the book (:data:`PUBLISHED_PARTS`)
-    shows its verdicts in its chapters."""
-    if profile in PUBLISHED_PARTS:
-        raise ValueError(f"profile {profile!r} is a part of the published book ({PUBLISHED_PARTS[profile]}); its "
-                         "verdicts are in its chapters, and book/findings.md holds those of the cpu profile")
+    The findings page holds the verdicts of every regime of a book: a published part of the book
+    (:data:`PUBLISHED_PARTS`) rewrites the published book's page, where its regime has a column."""
+    profile = PUBLISHED if profile in PUBLISHED_PARTS else profile
     book_dir = prepare_book_root(profile, root) / "book"
     path = book_dir / "findings.md"
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(findings_markdown(book_dir, root))
+    tmp.write_text(findings_markdown(book_dir, root, profile))
     os.replace(tmp, path)
     return path
 
@@ -404,8 +462,7 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - start:.0f} s -> {out.relative_to(root)}",
               flush=True)
         written.append(out)
-    if profile not in PUBLISHED_PARTS:  # a part's verdicts are not on the findings page yet
-        print(f"findings: {write_findings(profile, root).relative_to(root)}", flush=True)
+    print(f"findings: {write_findings(profile, root).relative_to(root)}", flush=True)
     return written
 
 

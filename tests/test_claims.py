@@ -162,9 +162,10 @@ def test_published_verdicts_reach_the_findings_page(tmp_path):
     root = Path(__file__).parents[1]
     (tmp_path / "03_schemes.ipynb").write_text(json.dumps(nb))
     page = book.findings_markdown(tmp_path, root)
-    row = next(line for line in page.splitlines() if CLAIMS["erk_beats_uniform"].statement in line)
+    rows = [line for line in page.splitlines() if "{doc}" in line]  # the cpu regime's table (none ran in images)
+    row = next(line for line in rows if CLAIMS["erk_beats_uniform"].statement in line)
     assert "**agrees**" in row and "2.00 [" in row and "| 5 |" in row
-    assert sum("| not run |" in line for line in page.splitlines()) == len(CLAIMS) - 1
+    assert sum("| not run |" in line for line in rows) == len(CLAIMS) - 1
 
 
 def test_a_held_out_check_that_reaches_another_verdict_is_noted_on_the_findings_page(tmp_path):
@@ -188,9 +189,10 @@ def test_a_held_out_check_that_reaches_another_verdict_is_noted_on_the_findings_
     assert "the rule's verdict on it" in nb.cells[1].outputs[-1]["data"]["text/plain"]
     (tmp_path / "05_dst_criteria.ipynb").write_text(json.dumps(nb))
     page = book.findings_markdown(tmp_path, Path(__file__).parents[1])
-    row = next(line for line in page.splitlines() if alike.statement in line)
+    rows = [line for line in page.splitlines() if "{doc}" in line]  # the cpu regime's table
+    row = next(line for line in rows if alike.statement in line)
     assert "**disagrees** (agrees with the choice held out)" in row
-    row = next(line for line in page.splitlines() if CLAIMS["dst_beats_static"].statement in line)
+    row = next(line for line in rows if CLAIMS["dst_beats_static"].statement in line)
     assert "**agrees** (v1); Holm" in row  # the same verdict either way: no note
 
 

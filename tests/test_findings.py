@@ -29,7 +29,14 @@ def _notebook(verdicts: list[Verdict], r: regime.Regime | None) -> dict:
     return {"cells": [{"cell_type": "code", "outputs": outputs}]}
 
 
-def _row(page: str, claim: str) -> list[str]:
+def _row(page: str, claim: str, regime: int = 0) -> list[str]:
+    """The claim's row in the table of the page's ``regime``-th regime (after the side-by-side table)."""
+    lines = [x for x in page.splitlines() if x.startswith(f"| {CLAIMS[claim].statement} |") and "{doc}" in x]
+    return [c.strip() for c in lines[regime].strip("|").split(" | ")]
+
+
+def _glance(page: str, claim: str) -> list[str]:
+    """The claim's row in the side-by-side table: statement, paper effect, one verdict per regime."""
     line = next(x for x in page.splitlines() if x.startswith(f"| {CLAIMS[claim].statement} |"))
     return [c.strip() for c in line.strip("|").split(" | ")]
 
@@ -129,3 +136,28 @@ def test_each_chapter_opens_with_its_claims_regime_and_glues_it(name: str):
     assert "regime_table(chapter.regime(params))" in cells[first].source, f"{name}: no regime table after parameters"
     assert any("publish_regime(chapter.regime(params" in c.source for c in cells), f"{name}: regime not glued"
     assert callable(getattr(CHAPTERS[name], "regime", None))
+
+
+def test_the_findings_page_has_a_verdict_column_per_executed_regime(tmp_path):
+    """The cpu regime's chapters in the book folder, the Fashion-MNIST part's in ``images/``: the side-by-side
+    table shows both verdicts and the paper's effect; the images regime's own table links to its chapters, lists
+    only the claims of its chapters, and Holm adjusts within each regime."""
+    erk = CLAIMS["erk_beats_uniform"]
+    (tmp_path / "03_schemes.ipynb").write_text(json.dumps(_notebook([decide(erk, [1.0, 2.0, 3.0, 2.5, 1.5])], None)))
+    page = book.findings_markdown(tmp_path, ROOT)
+    assert _glance(page, "erk_beats_uniform") == [erk.statement, erk.paper_effect, "**agrees** (Holm: agrees)",
+                                                  "not run"]
+    assert _glance(page, "sparse_faster_at_005")[3] == "not in this regime"  # chapter 8 has no images entry
+    assert "No chapter of this regime has run yet: `make book PROFILE=images`." in page
+
+    (tmp_path / "images").mkdir()
+    worse = decide(erk, [-1.0, -2.0, -3.0, -2.5, -1.5])
+    (tmp_path / "images" / "03_schemes.ipynb").write_text(json.dumps(_notebook([worse], None)))
+    page = book.findings_markdown(tmp_path, ROOT)
+    assert _glance(page, "erk_beats_uniform")[2:] == ["**agrees** (Holm: agrees)", "**disagrees** (Holm: disagrees)"]
+    assert "make book PROFILE=images" not in page
+    images_row = _row(page, "erk_beats_uniform", 1)
+    assert images_row[1] == "{doc}`images/03_schemes`" and images_row[4].startswith("**disagrees** (v2)")
+    assert _row(page, "erk_beats_uniform", 0)[1] == "{doc}`03_schemes`"
+    images_claims = [x for x in page.split("## Fashion-MNIST")[1].splitlines() if "{doc}" in x]
+    assert not any(CLAIMS["sparse_faster_at_005"].statement in x for x in images_claims)
