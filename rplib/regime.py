@@ -11,6 +11,12 @@ Near chance: a network (or a drop criterion) whose test accuracy is shown to lie
 :data:`NEAR_CHANCE_POINTS` points of chance level ``100 / num_classes`` (the upper end of the 95% t-interval of
 :func:`rplib.claims.mean_interval` is below chance + 10 points; the mean with fewer than two seeds) learned too
 little for a claim about how it learns; the findings page says so in the caveat.
+
+Training length: each chapter trains its dense networks (a network without a dense run: its runs of the
+chapter's first mask) :data:`LENGTH_FACTOR` times as long for the first :data:`LENGTH_SEEDS` seeds
+(:func:`length_configs`, :func:`longer`, :func:`length_check`). A network whose test accuracy gains more than
+:data:`LENGTH_TOLERANCE` points on average is short of convergence at the chapter's budget, and the findings
+page says so in the caveat. The check is descriptive (a direction and a size from two seeds), not a test.
 """
 
 from __future__ import annotations
@@ -18,25 +24,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from .claims import CLAIMS, NOT_REPORTED, Claim, _fmt, _glued, mean_interval
+from .config import RunConfig
+from .evaluate import EvalConfig
+from .numbers import interval
 
 __all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "Regime", "chance_level", "near_chance", "regime", "setting_text",
-           "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime", "read_regime"]
+           "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime", "read_regime",
+           "LENGTH_FACTOR", "LENGTH_SEEDS", "LENGTH_TOLERANCE", "longer", "length_configs", "length_check",
+           "length_table"]
 
 GLUE_NAME = "regime"  # the glued JSON regime record of a chapter, read back by the findings page
 NEAR_CHANCE_POINTS = 10.0  # accuracy within this many points of chance level is "near chance"
+LENGTH_FACTOR = 3  # the training-length check trains this many times as long
+LENGTH_SEEDS = 2  # ... for the first this many seeds of each network
+LENGTH_TOLERANCE = 1.0  # a mean gain above this many points of test accuracy: short of convergence
 
 
 @dataclass(frozen=True)
 class Regime:
     """What a chapter trained: dataset and its number of classes, the networks, epochs, the densities (kept
     fractions) its claims are tested at, the dense networks' test accuracy (network -> ``[mean, low, high]``
-    in %, empty without dense runs) and ``notes`` the chapter computed from its data (e.g. criteria at chance)."""
+    in %, empty without dense runs), ``notes`` the chapter computed from its data (e.g. criteria at chance) and
+    the training-length check's gain per network (``[mean, low, high]`` points, :func:`length_check`)."""
 
     chapter: str
     dataset: str
@@ -46,6 +62,7 @@ class Regime:
     densities: tuple[float, ...]
     dense_accuracy: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    length_gain: dict = field(default_factory=dict)
 
 
 def chance_level(num_classes: int) -> float:
@@ -64,9 +81,11 @@ def near_chance(accuracies: Iterable[float], num_classes: int, points: float = N
 
 
 def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str], epochs: int,
-           densities: Sequence[float], dense: pd.DataFrame | None = None, notes: Sequence[str] = ()) -> Regime:
+           densities: Sequence[float], dense: pd.DataFrame | None = None, notes: Sequence[str] = (),
+           length: pd.DataFrame | None = None) -> Regime:
     """A chapter's :class:`Regime`; ``dense`` holds one row per dense run with columns ``network`` and ``acc``
-    (test accuracy, %), or is ``None`` before training (or without dense runs)."""
+    (test accuracy, %), or is ``None`` before training (or without dense runs); ``length`` is the chapter's
+    :func:`length_check`."""
     if chapter not in {c.chapter for c in CLAIMS.values()}:
         raise ValueError(f"regime: chapter {chapter!r} has no claims; chapters with claims: "
                          f"{', '.join(sorted({c.chapter for c in CLAIMS.values()}))}")
@@ -76,8 +95,10 @@ def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str]
             if col not in dense.columns:
                 raise ValueError(f"regime: the dense frame lacks column {col!r}; columns: {list(dense.columns)}")
         accuracy = {str(n): list(mean_interval(g["acc"])) for n, g in dense.groupby("network", sort=False)}
+    gain = {} if length is None else {str(n): list(mean_interval(g["longer"] - g["acc"]))
+                                      for n, g in length.groupby("network", sort=False)}
     return Regime(chapter, dataset, int(num_classes), tuple(map(str, networks)), int(epochs),
-                  tuple(float(d) for d in densities), accuracy, tuple(notes))
+                  tuple(float(d) for d in densities), accuracy, tuple(notes), gain)
 
 
 def setting_text(r: Regime) -> str:
@@ -103,6 +124,9 @@ def regime_notes(r: Regime) -> list[str]:
         top = mean if math.isnan(high) else high
         if top < chance + NEAR_CHANCE_POINTS:
             out.append(f"dense {n} near chance ({_fmt(mean)} % against chance {chance:.3g} %)")
+    for n, (mean, low, high) in r.length_gain.items():
+        if mean > LENGTH_TOLERANCE:
+            out.append(f"{n} gains {interval(mean, low, high)} points when trained {LENGTH_FACTOR}x as long")
     return out + list(r.notes)
 
 
@@ -151,3 +175,67 @@ def read_regime(nb: dict) -> Regime | None:
         return None
     return Regime(**{**d, "networks": tuple(d["networks"]), "densities": tuple(d["densities"]),
                      "notes": tuple(d["notes"])})
+
+
+def longer(cfg: RunConfig, factor: int = LENGTH_FACTOR) -> RunConfig:
+    """``cfg`` trained ``factor`` times as long: ``factor`` x the epochs and the warm-up, learning-rate milestones
+    given in epochs scaled with them (milestones given as fractions of training stay), and no evaluation beyond
+    test accuracy (out-of-distribution sets, calibration, attacks and gradient flow cost time and decide nothing
+    here)."""
+    if not (isinstance(factor, int) and factor >= 2):
+        raise ValueError(f"longer: factor must be an integer >= 2, got {factor!r}")
+    o = cfg.optim
+    fractions = all(0 < m < 1 for m in o.milestones)
+    milestones = o.milestones if fractions else tuple(m * factor for m in o.milestones)
+    return dataclasses.replace(cfg, eval=EvalConfig(),
+                               optim=dataclasses.replace(o, epochs=o.epochs * factor, milestones=milestones,
+                                                         warmup_epochs=o.warmup_epochs * factor))
+
+
+def length_configs(configs: Sequence[RunConfig], network: Callable[[RunConfig], str],
+                   seeds: int = LENGTH_SEEDS) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens: per network (``network(cfg)`` names it), its dense runs among
+    ``configs`` or, for a network trained sparse only, its runs of the first mask in grid order; the first
+    ``seeds`` seeds of them."""
+    by_network: dict[str, list[RunConfig]] = {}
+    for cfg in configs:
+        by_network.setdefault(network(cfg), []).append(cfg)
+    out = {}
+    for name, runs in by_network.items():
+        dense = [c for c in runs if c.sparsity.method == "dense"]
+        chosen = dense or [c for c in runs if (c.model, c.sparsity) == (runs[0].model, runs[0].sparsity)]
+        out[name] = list({c.seed: c for c in chosen}.values())[:seeds]
+    return out
+
+
+def length_check(configs: Mapping[str, Sequence[RunConfig]], root: str | Path | None = None,
+                 factor: int = LENGTH_FACTOR) -> pd.DataFrame:
+    """Train each run of ``configs`` (:func:`length_configs`) ``factor`` times as long (:func:`longer`; runs already
+    in the store are read back, the chapter's own runs among them): one row per run with ``network``, ``seed``,
+    ``epochs``, ``acc`` and ``longer`` (final-epoch test accuracy, %, of the run and of the longer run)."""
+    from .grid import run_grid
+
+    pairs = [(name, cfg) for name, cfgs in configs.items() for cfg in cfgs]
+    runs = [cfg for _, cfg in pairs] + [longer(cfg, factor) for _, cfg in pairs]
+    results = run_grid(runs, root=root)
+    n = len(pairs)
+    return pd.DataFrame([{"network": name, "seed": cfg.seed, "epochs": cfg.optim.epochs,
+                          "acc": 100 * results[i].metrics["test_accuracy"],
+                          "longer": 100 * results[n + i].metrics["test_accuracy"]}
+                         for i, (name, cfg) in enumerate(pairs)], columns=["network", "seed", "epochs", "acc", "longer"])
+
+
+def length_table(length: pd.DataFrame, factor: int = LENGTH_FACTOR) -> pd.DataFrame:
+    """:func:`length_check` per network: the seeds, test accuracy (%) at the chapter's epochs and at ``factor``
+    times as many, mean [95% CI] over seeds, and the gain in points (its mean above :data:`LENGTH_TOLERANCE`:
+    short of convergence)."""
+    rows = []
+    for name, g in length.groupby("network", sort=False):
+        gain = mean_interval(g["longer"] - g["acc"])
+        epochs = int(g["epochs"].iloc[0])
+        rows.append({"network": name, "seeds": len(g),
+                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"])),
+                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"])),
+                     "gain (points)": interval(*gain),
+                     f"gain within {LENGTH_TOLERANCE:g} point": "yes" if gain[0] <= LENGTH_TOLERANCE else "no"})
+    return pd.DataFrame(rows).set_index("network")

@@ -154,19 +154,3 @@ def test_scaling_gap_slopes_and_the_claims_effect():
     with pytest.raises(ValueError, match="unpaired"):
         scaling.gaps(p, runs.drop(runs[(runs.scheme == "dense") & (runs.seed == 1)].index[:1]))
 
-
-def test_epoch_check_grid_pairs_the_chapter_runs_with_longer_ones():
-    p = scaling.Params(epochs=4, seeds=5)
-    check = scaling.epoch_check_grid(p)
-    n = scaling.prunable_weights(p)
-    assert {(c.model.depth, c.model.width) for c in check} == {min(n, key=n.get), max(n, key=n.get)}
-    assert sorted({c.optim.epochs for c in check}) == [4, 12] and {c.seed for c in check} == {0, 1, 2}
-    assert all(c.sparsity.method == "dense" for c in check) and len(check) == 2 * 2 * 3
-    grid = {c.hash for c in scaling.grid(p)}
-    assert {c.hash for c in check if c.optim.epochs == 4} <= grid  # the shorter runs are the chapter's own
-    assert len(scaling.epoch_check_grid(p, factor=2, seeds=1, networks=[(3, 1.0)])) == 2
-    with pytest.raises(ValueError, match="factor >= 2"):
-        scaling.epoch_check_grid(p, factor=1)
-    table = scaling.epoch_check(p, _results(check, lambda c: 0.9 + 0.002 * c.seed * (c.optim.epochs == 12)))
-    assert list(table.columns[:2]) == ["4 epochs", "12 epochs"] and (table.seeds == 3).all()
-    assert table["largest |difference|"].to_numpy() == pytest.approx(0.4)

@@ -161,3 +161,75 @@ def test_the_findings_page_has_a_verdict_column_per_executed_regime(tmp_path):
     assert _row(page, "erk_beats_uniform", 0)[1] == "{doc}`03_schemes`"
     images_claims = [x for x in page.split("## Fashion-MNIST")[1].splitlines() if "{doc}" in x]
     assert not any(CLAIMS["sparse_faster_at_005"].statement in x for x in images_claims)
+
+
+# --------------------------------------------------------------------------- training length
+
+
+def _tiny(**changes):
+    from rplib.config import ModelConfig, OptimConfig, RunConfig
+    from rplib.data import DataConfig
+
+    cfg = RunConfig(data=DataConfig(name="mnist1d", num_samples=600), model=ModelConfig(name="mlp", hidden=(32,)),
+                    optim=OptimConfig(epochs=1, batch_size=64, lr=0.05), device="cpu")
+    return cfg.with_(changes)
+
+
+def test_longer_scales_the_epochs_and_the_schedule_given_in_epochs():
+    cfg = _tiny(**{"optim.epochs": 4, "optim.milestones": (2, 3), "optim.warmup_epochs": 1, "eval.calibration": True})
+    long = regime.longer(cfg)
+    assert (long.optim.epochs, long.optim.milestones, long.optim.warmup_epochs) == (12, (6, 9), 3)
+    assert not long.eval.calibration and long.model == cfg.model and long.seed == cfg.seed
+    assert regime.longer(_tiny(**{"optim.milestones": (0.5, 0.75)}), 2).optim.milestones == (0.5, 0.75)
+    with pytest.raises(ValueError, match="factor must be an integer >= 2, got 1"):
+        regime.longer(cfg, 1)
+
+
+def test_length_configs_take_each_networks_dense_runs_else_its_first_mask():
+    sparse = {"sparsity.method": "random", "sparsity.density": 0.1}
+    configs = [_tiny(seed=s, **sparse) for s in range(3)] + [_tiny(seed=s) for s in range(3)]
+    configs += [_tiny(seed=s, **{"model.hidden": (64,), **sparse}) for s in range(3)]
+    configs += [_tiny(seed=s, **{"model.hidden": (64,), "sparsity.method": "random", "sparsity.density": 0.3})
+                for s in range(3)]
+    chosen = regime.length_configs(configs, lambda c: f"mlp {c.model.hidden[0]}")
+    assert [(c.sparsity.method, c.seed) for c in chosen["mlp 32"]] == [("dense", 0), ("dense", 1)]
+    assert [(c.sparsity.density, c.seed) for c in chosen["mlp 64"]] == [(0.1, 0), (0.1, 1)]  # no dense run
+    assert len(regime.length_configs(configs, lambda c: "one", seeds=3)["one"]) == 3
+
+
+def test_length_check_trains_three_times_as_long_and_the_caveat_names_a_gain(tmp_path):
+    checks = {"mlp": [_tiny(seed=0), _tiny(seed=1)]}
+    length = regime.length_check(checks, root=tmp_path)
+    assert list(length.columns) == ["network", "seed", "epochs", "acc", "longer"] and len(length) == 2
+    stored = sorted(json.loads(f.read_text())["optim"]["epochs"] for f in tmp_path.glob("*/config.json"))
+    assert stored == [1, 1, 3, 3]
+    assert ((length.acc > 0) & (length.longer > 0)).all() and not length.acc.equals(length.longer)
+    table = regime.length_table(length)
+    assert list(table.columns) == ["seeds", "accuracy, 1 epochs", "accuracy, 3 epochs", "gain (points)",
+                                   "gain within 1 point"]
+
+    def notes(gains: list[float]) -> list[str]:
+        frame = pd.DataFrame({"network": "mlp", "seed": range(len(gains)), "epochs": 4, "acc": 80.0,
+                              "longer": [80.0 + g for g in gains]})
+        r = regime.regime("03_schemes", "mnist1d", 10, ["mlp"], 4, [0.1], length=frame)
+        return regime.regime_notes(r)
+
+    assert notes([2.0, 3.0]) == ["mlp gains 2.50 [-3.85, 8.85] points when trained 3x as long"]
+    assert notes([0.5, 1.0]) == []  # within the tolerance
+    assert regime.length_table(pd.DataFrame({"network": "mlp", "seed": [0, 1], "epochs": 4, "acc": 80.0,
+                                             "longer": [82.0, 83.0]}))["gain within 1 point"].item() == "no"
+
+
+def test_every_training_chapter_checks_its_training_length_and_the_plan_counts_it():
+    from rplib import chapters
+
+    for name, module in chapters.CHAPTERS.items():
+        if name in ("01_layerwise_densities", "08_sparse_inference"):
+            continue
+        p = chapters.params(name)
+        checks = module.length_configs(p)
+        assert checks and all(len(cfgs) == min(regime.LENGTH_SEEDS, len(p.seed_list)) for cfgs in checks.values())
+        planned = {c.hash for c in chapters.grid(name)}
+        assert {regime.longer(c).hash for cfgs in checks.values() for c in cfgs} <= planned, name
+        source = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
+        assert "length_check(chapter.length_configs(params)" in source and "length))" in source, name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rplib import book, chapters, cli, train
+from rplib import book, chapters, cli, regime, train
 from rplib.config import ModelConfig, OptimConfig, RunConfig
 from rplib.data import DataConfig, split_sizes
 from rplib.plan import (ChapterPlan, EpochTime, EpochTimer, format_plan, forward_macs, longest_first, plan, run_cost,
@@ -22,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", list(chapters.CHAPTERS))
 def test_counts_are_the_distinct_configs_of_the_grid(name: str, tmp_path: Path):
+    """The chapter's grid and the longer runs of its training-length check, each distinct config once."""
     module = chapters.CHAPTERS[name]
-    configs = list({c.hash: c for c in module.grid(module.Params())}.values())
+    p = module.Params()
+    checks = module.length_configs(p) if hasattr(module, "length_configs") else {}
+    longer = [regime.longer(c) for cfgs in checks.values() for c in cfgs]
+    configs = list({c.hash: c for c in [*module.grid(p), *longer]}.values())
     (row,) = plan("smoke", [name], ROOT, tmp_path)
     assert (row.chapter, row.runs, row.finished) == (name, len(configs), 0)
     assert row.epochs == sum(run_epochs(c) for c in configs)

@@ -2,7 +2,8 @@
 
 Each chapter module has a frozen ``Params`` dataclass (the notebook's papermill parameters, validated
 with one-line errors; unknown names are errors) and ``grid(params) -> list[RunConfig]``, the runs the
-chapter trains. :data:`CHAPTERS` maps a notebook name to its module.
+chapter trains; a chapter that trains has ``length_configs(params)``, the runs its training-length check
+trains again for longer. :data:`CHAPTERS` maps a notebook name to its module.
 """
 
 from __future__ import annotations
@@ -38,5 +39,11 @@ def params(chapter: str, values: dict | None = None):
 
 
 def grid(chapter: str, values: dict | None = None) -> list:
-    """The distinct run configs the chapter trains with these parameter overrides, in run order."""
-    return list({c.hash: c for c in _module(chapter).grid(params(chapter, values))}.values())
+    """The distinct run configs the chapter trains with these parameter overrides, in run order: its grid, then
+    the longer runs of its training-length check (:func:`rplib.regime.length_check`)."""
+    from ..regime import longer
+
+    module, p = _module(chapter), params(chapter, values)
+    checks = module.length_configs(p) if hasattr(module, "length_configs") else {}
+    runs = [*module.grid(p), *(longer(c) for cfgs in checks.values() for c in cfgs)]
+    return list({c.hash: c for c in runs}.values())

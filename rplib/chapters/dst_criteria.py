@@ -377,20 +377,31 @@ def chance_note(chance: pd.DataFrame) -> str:
     return f"near chance: {', '.join(parts)}"
 
 
-def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+def network_name(p: Params) -> str:
+    """The chapter's network as its tables name it: ``mlp 300-100``."""
+    return f"{p.model} {'-'.join(map(str, p.hidden))}" if p.model == "mlp" else p.model
+
+
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): the dense baseline's runs."""
+    from ..regime import length_configs as lengthen
+
+    return lengthen([dense_config(p, seed) for seed in p.seed_list], lambda c: network_name(p))
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claims (:mod:`rplib.regime`): the network at the criteria grid's densities; with
     ``frame`` the dense baseline's test accuracy and the settings that train near chance (:func:`chance_note`)."""
     from ..data import input_spec
     from ..regime import regime as make
 
-    name = f"{p.model} {'-'.join(map(str, p.hidden))}" if p.model == "mlp" else p.model
     dense = notes = None
     if frame is not None:
-        dense = frame[frame.criterion == DENSE].assign(network=name).rename(columns={"accuracy": "acc"})
+        dense = frame[frame.criterion == DENSE].assign(network=network_name(p)).rename(columns={"accuracy": "acc"})
         chance = chance_table(frame, p)
         notes = [chance_note(chance)] if not chance.empty else []
-    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [name], p.epochs, p.densities, dense,
-                notes or ())
+    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [network_name(p)], p.epochs, p.densities,
+                dense, notes or (), length)
 
 
 def gain_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:

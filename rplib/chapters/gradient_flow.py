@@ -262,7 +262,14 @@ def plot_init_vs_accuracy(frame: pd.DataFrame, p: Params):
     return fig
 
 
-def regime(p: Params, final: pd.DataFrame | None = None) -> Regime:
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): every network's dense runs, or its runs of the first scheme without ``dense``."""
+    from ..regime import length_configs as lengthen
+
+    return lengthen(grid(p), lambda c: c.model.name)
+
+
+def regime(p: Params, final: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claim (:mod:`rplib.regime`): every network at the chapter's density; with
     ``final`` (:func:`collect`'s runs) the dense networks' test accuracy, when they were trained."""
     from ..regime import regime as make
@@ -270,4 +277,4 @@ def regime(p: Params, final: pd.DataFrame | None = None) -> Regime:
     dense = None if final is None else final[final.scheme == "dense"].assign(network=final.model).rename(
         columns={"test accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
-                [round(1 - p.sparsity, 10)], dense)
+                [round(1 - p.sparsity, 10)], dense, length=length)

@@ -361,7 +361,14 @@ def plot_robustness(robust: pd.DataFrame, p: Params):
     return fig
 
 
-def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): every network's dense runs."""
+    from ..regime import length_configs as lengthen
+
+    return lengthen(grid(p), lambda c: c.model.name)
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claims (:mod:`rplib.regime`): every network at the reliability density; with
     ``frame`` (:func:`collect`'s runs) the dense networks' test accuracy."""
     from ..regime import regime as make
@@ -369,4 +376,4 @@ def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
     dense = None if frame is None else frame[frame.sparsity == 0].assign(network=frame.model).rename(
         columns={"test accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
-                [round(1 - p.reliability_sparsity, 10)], dense)
+                [round(1 - p.reliability_sparsity, 10)], dense, length=length)

@@ -381,7 +381,15 @@ def check_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     return table.droplevel("network") if len(p.networks) == 1 else table
 
 
-def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): every network's dense runs (its first mask's without ``dense``)."""
+    from ..regime import length_configs as lengthen
+
+    labels = {(m.name, m.width): label for label, m in model_configs(p).items()}
+    return lengthen(grid(p), lambda c: labels[c.model.name, c.model.width])
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claims (:mod:`rplib.regime`): every network at every density; with ``frame``
     (:func:`build_frame`) the dense networks' test accuracy."""
     from ..regime import regime as make
@@ -390,7 +398,7 @@ def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
     notes = [f"lottery tickets in {p.lottery_rounds} round{'s' if p.lottery_rounds > 1 else ''}, rewound to epoch "
              f"{p.rewind_epoch}"] if "lottery" in p.methods or p.hybrid_tickets else []
     return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], list(model_configs(p)), p.epochs,
-                p.densities, dense, notes)
+                p.densities, dense, notes, length)
 
 
 def _density_label(d: float) -> str:

@@ -4,8 +4,7 @@ The claim ``scaling_gap_shrinks`` (:data:`rplib.claims.CLAIMS`) is measured by :
 the least-squares slope of the gap (dense - random sparse test accuracy, points, same seed, at
 ``gap_sparsity``) against log2 of the network's prunable weights over every network of both sweeps,
 averaged over the schemes. :func:`slopes` gives the same slope per sweep and scheme (descriptive).
-:func:`epoch_check_grid` returns the runs that check the training length (dense accuracy at
-``epochs`` against ``factor`` times as many).
+:func:`length_configs` names the dense runs the training-length check trains again for longer.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from ..train import Result
 
 __all__ = ["Params", "FAMILIES", "PAPER", "sizes", "label", "prunable_weights", "config", "grid", "frame", "gaps",
-           "sweeps", "slope", "slopes", "effects", "epoch_check_grid", "epoch_check", "regime", "claim_verdicts"]
+           "sweeps", "slope", "slopes", "effects", "length_configs", "regime", "claim_verdicts"]
 
 FAMILIES = ("cnn1d", "resnet", "wrn")  # registry names that take both a depth and a width
 
@@ -213,51 +212,18 @@ def claim_verdicts(p: Params, g: pd.DataFrame) -> list:
                                                                "scheme that other seeds have")]
 
 
-# --------------------------------------------------------------------------- training length
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): every network's dense runs."""
+    from ..regime import length_configs as lengthen
+
+    return lengthen(grid(p), lambda c: label(p, c.model.depth, c.model.width))
 
 
-def epoch_check_grid(p: Params, factor: int = 3, seeds: int = 3,
-                     networks: Sequence[tuple[int, float]] | None = None) -> list[RunConfig]:
-    """Dense runs that check the training length: each network at ``p.epochs`` and at ``factor`` times as many.
-
-    ``networks`` defaults to the smallest and the largest network of the grid (by prunable weights);
-    the chapter's first ``seeds`` seeds. The runs at ``p.epochs`` are the chapter's own dense runs. Train them with
-    :func:`rplib.grid.run_grid` and summarise with :func:`epoch_check`.
-    """
-    if factor < 2 or seeds < 1:
-        raise ValueError(f"epoch_check_grid needs factor >= 2 and seeds >= 1, got factor={factor}, seeds={seeds}")
-    if networks is None:
-        n = prunable_weights(p)
-        networks = list(dict.fromkeys([min(n, key=n.get), max(n, key=n.get)]))
-    longer = dataclasses.replace(p, epochs=factor * p.epochs)
-    return [config(q, d, w, "dense", 0.0, seed) for d, w in networks for q in (p, longer)
-            for seed in range(p.seed_offset, p.seed_offset + seeds)]
-
-
-def epoch_check(p: Params, results: Sequence[Result]) -> pd.DataFrame:
-    """Per network: dense test accuracy at the shorter and the longer training, and their per-seed paired
-    difference (longer - shorter, points) as mean, 95% t-interval and largest absolute value."""
-    from ..plotting import mean_ci
-
-    runs = frame(p, results)
-    if runs.epochs.nunique() != 2:
-        raise ValueError(f"epoch_check needs runs of two training lengths, got epochs {sorted(runs.epochs.unique())}")
-    short, long_ = sorted(runs.epochs.unique())
-    out = []
-    for name, net in runs.groupby("network", sort=False):
-        diff = paired(net, "epochs", long_, short, "accuracy")
-        out.append({"network": name, f"{short} epochs": mean_ci(net[net.epochs == short].accuracy, 2),
-                    f"{long_} epochs": mean_ci(net[net.epochs == long_].accuracy, 2),
-                    "difference, mean [95% CI]": mean_ci(diff, 2), "largest |difference|": diff.abs().max(),
-                    "seeds": len(diff)})
-    return pd.DataFrame(out).set_index("network")
-
-
-def regime(p: Params, runs: pd.DataFrame | None = None) -> Regime:
+def regime(p: Params, runs: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claim (:mod:`rplib.regime`): every network of the sweeps, at the gap's density;
     with ``runs`` (:func:`frame`) the dense networks' test accuracy."""
     from ..regime import regime as make
 
     dense = None if runs is None else runs[runs.scheme == "dense"].rename(columns={"accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [label(p, d, w) for d, w in sizes(p)],
-                p.epochs, [round(1 - p.gap_sparsity, 10)], dense)
+                p.epochs, [round(1 - p.gap_sparsity, 10)], dense, length=length)

@@ -291,13 +291,25 @@ def plot_accuracy(frame: pd.DataFrame, p: Params):
     return fig
 
 
-def regime(p: Params, frame: pd.DataFrame | None = None) -> Regime:
+def network_name(p: Params) -> str:
+    """The chapter's network as its tables name it: ``cnn1d (width 2, depth 5)``."""
+    return f"{p.model} (width {p.width:g}{f', depth {p.depth}' if p.depth else ''})"
+
+
+def length_configs(p: Params) -> dict[str, list[RunConfig]]:
+    """The runs the training-length check lengthens (:func:`rplib.regime.length_configs`): the dense network's runs."""
+    from ..regime import length_configs as lengthen
+
+    return lengthen([config(p, "dense", 0.0, seed) for seed in p.seed_list], lambda c: network_name(p))
+
+
+def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claims (:mod:`rplib.regime`): the network at every density of the grid; with
     ``frame`` (:func:`results_frame`) the dense network's test accuracy."""
     from ..regime import regime as make
 
-    name = f"{p.model} (width {p.width:g}{f', depth {p.depth}' if p.depth else ''})"
+    name = network_name(p)
     dense = None if frame is None else frame[frame.scheme == "dense"].assign(network=name).rename(
         columns={"accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [name], p.epochs,
-                [round(1 - s, 10) for s in p.sparsities], dense)
+                [round(1 - s, 10) for s in p.sparsities], dense, length=length)
