@@ -6,7 +6,12 @@ import pytest
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """The cells of one notebook share its kernel: under ``--dist loadgroup`` (pyproject's addopts) they run
-    in order on one worker, while every other test is handed to whichever worker is free."""
+    in order on one worker, while every other test is handed to whichever worker is free.
+
+    Longest first: the end-to-end tests marked ``slow``, then the notebooks, then the rest, so that the many
+    short tests fill the workers at the end instead of one long test running alone (a stable sort: a
+    notebook's cells keep their order)."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.xdist_group(f"notebook-{item.path.stem}"))
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.path.suffix == ".ipynb" else 2)

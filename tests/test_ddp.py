@@ -95,6 +95,7 @@ def test_checksum_sees_every_value_name_and_dtype():
     assert base != distributed.checksum({"u": a["w"], "v": a["v"]})
 
 
+@pytest.mark.slow
 def test_masks_identical_on_both_ranks_at_start_and_after_every_dst_update(ddp):
     _, (r0, r1) = ddp
     assert len(r0["masks"]) == len(r1["masks"]) >= 5  # the initial mask and at least 4 DST updates
@@ -130,6 +131,7 @@ def test_ddp_metrics_close_to_single_process(ddp, tmp_path):
     assert r0["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_unshared_masks_stop_the_run(tmp_path):
     proc = _torchrun(_cfg(), tmp_path / "runs", tmp_path / "out", "--skew-seed", "--no-broadcast")
     assert proc.returncode != 0
@@ -157,6 +159,7 @@ def test_resume_from_a_checkpoint_gives_the_same_result(ddp, tmp_path):
     assert all(torch.equal(resumed["masks"][-1][k], r0["masks"][-1][k]) for k in r0["masks"][-1])
 
 
+@pytest.mark.slow
 def test_lottery_pretraining_is_data_parallel_and_draws_the_single_process_mask(tmp_path):
     """Lottery pre-training splits every global batch over the ranks like the run itself, instead of
     repeating the whole pre-training on each rank; its ticket equals the single-process one."""
@@ -181,6 +184,7 @@ def test_lottery_pretraining_is_data_parallel_and_draws_the_single_process_mask(
         assert r0["metrics"][key] == pytest.approx(single.metrics[key], abs=TOLERANCE), key
 
 
+@pytest.mark.slow
 def test_the_package_launches_with_python_m_and_torchrun_m(tmp_path):
     """``python -m rplib`` is the CLI; ``torchrun ... -m rplib train`` trains one run on 2 ranks and rank 0 alone
     reports (the form the README and the reproduce page give)."""

@@ -241,6 +241,7 @@ def slurm_env(monkeypatch, slurm_folder):
     monkeypatch.setenv("RPLIB_SLURM_CONFIG", str(slurm_folder / "slurm.yaml"))
 
 
+@pytest.mark.slow
 def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, serial):
     root = tmp_path / "runs"
     bad = broken(tmp_path)
@@ -251,6 +252,7 @@ def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, seria
     assert_same_as_serial(grid.run_grid(GRID, root=root), serial)
 
 
+@pytest.mark.slow
 def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
     # about 15 s of training after the first checkpoint: far longer than squeue, scancel and Slurm's
     # KillWait (submitit jobs ignore SIGTERM, so a cancelled job runs on until SIGKILL)
