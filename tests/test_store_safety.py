@@ -353,7 +353,7 @@ def _interrupt_and_check(limited: subprocess.Popen, long: subprocess.Popen, tmp_
     assert not list(rd.path.glob(".*.tmp"))
 
 
-# --------------------------------------------------------------------------- 7. the lock outlives its run directory
+# --------------------------------------------------------------------------- 7. the lock outlives its run directory or its lock folder
 
 
 def _hold(root: str, run_hash: str, seconds: float, released: str) -> None:
@@ -374,6 +374,23 @@ def test_removing_the_run_directory_does_not_release_the_lock(tmp_path):
     while not (rd.path / "held").exists() and time.time() < deadline:
         time.sleep(0.02)
     shutil.rmtree(rd.path)  # what an error message advises, during the run
+    with rd.lock():
+        acquired = time.time()
+    p.join(60)
+    assert p.exitcode == 0 and acquired >= float(released.read_text())
+
+
+@pytest.mark.parametrize("removed", ["lock folder", "all locks"])
+def test_removing_the_lock_folder_does_not_release_the_lock(tmp_path, removed):
+    rd = RunDir(tmp_path, tiny().hash)
+    released = tmp_path / "released"
+    p = mp.get_context("fork").Process(target=_hold, args=(str(tmp_path), rd.hash, 2.0, str(released)))
+    p.start()
+    deadline = time.time() + 60
+    while not (rd.path / "held").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    assert rd.lock_path.is_dir()
+    shutil.rmtree(rd.lock_path if removed == "lock folder" else tmp_path / ".locks")  # during the run
     with rd.lock():
         acquired = time.time()
     p.join(60)
