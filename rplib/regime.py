@@ -25,8 +25,9 @@ import pandas as pd
 
 from .claims import CLAIMS, NOT_REPORTED, Claim, _fmt, _glued, mean_interval
 
-__all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "NO_DENSE_RUN", "Regime", "chance_level", "near_chance", "regime", "setting_text",
-           "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime", "read_regime"]
+__all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "NO_DENSE_RUN", "Regime", "chance_level", "near_chance", "regime",
+           "setting_text", "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime",
+           "read_regime"]
 
 GLUE_NAME = "regime"  # the glued JSON regime record of a chapter, read back by the findings page
 NEAR_CHANCE_POINTS = 10.0  # accuracy within this many points of chance level is "near chance"

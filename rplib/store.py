@@ -12,10 +12,10 @@ The store never writes outside its root: a run directory is ``<root>/<hash>`` wi
 hexadecimal name, and :meth:`RunDir.check` refuses a run directory, lock folder or run file that is
 a symbolic link, or that resolves outside the resolved root (the root itself may be a link). A run is
 locked on two directories, ``<root>/.locks/<hash>`` and the run directory itself, so removing either of
-them during a run cannot let a second process train into it: the other still holds it. A write that the file system refuses (read-only store,
-disk full, file-size limit, a file where a directory is expected) is a :class:`StoreError` naming
-the file, the cause and what to do. JSON is written and read strictly: no ``NaN`` or ``Infinity``
-(which strict JSON readers reject) and no duplicate keys.
+them during a run cannot let a second process train into it: the other still holds it. A write that
+the file system refuses (read-only store, disk full, file-size limit, a file where a directory is
+expected) is a :class:`StoreError` naming the file, the cause and what to do. JSON is written and
+read strictly: no ``NaN`` or ``Infinity`` (which strict JSON readers reject) and no duplicate keys.
 """
 
 from __future__ import annotations
