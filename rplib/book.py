@@ -11,7 +11,8 @@
     before any image chapter has run). The others write ``_build/profiles/<profile>/book/`` beside
     copies of ``_config.yml``, ``_toc.yml`` and the book's other pages, a book of their own. A
     chapter replaces its executed copy only once its execution finished (temp file, then atomic
-    rename); a failed execution is kept in ``_build/failed/<profile>/<name>.ipynb``. A finished
+    rename); a failed execution is kept in ``_build/failed/<profile>/<name>.ipynb``, an interrupted
+    one (Ctrl-C) is not kept and ends with one line ``rplib.book: error: interrupted``. A finished
     chapter shows the parameters it ran with as a table under the profile's name (papermill's
     parameter cells stay in the notebook, off the page) and carries no machine paths or timestamps.
 ``python -m rplib.book root --profile PROFILE``
@@ -425,7 +426,8 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
     """Execute the chapters (all, or ``only``) under ``profile`` into :func:`chapters_dir`.
 
     Each chapter executes into a temporary file next to its target and replaces it only when the
-    execution finished; a failed execution moves to ``_build/failed/<profile>/`` and the error is raised.
+    execution finished; a failed execution moves to ``_build/failed/<profile>/`` and the error is raised;
+    an interrupted one (``KeyboardInterrupt``) is removed and the interrupt raised.
     Returns the written notebooks.
     """
     import papermill as pm
@@ -448,7 +450,10 @@ def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = 
         tmp = out_dir / f".{name}.executing.ipynb"
         try:
             pm.execute_notebook(root / "notebooks" / f"{name}.ipynb", tmp, parameters=params, kernel_name=KERNEL,
-                                cwd=root / "notebooks", progress_bar=True)
+                                cwd=root / "notebooks", progress_bar=True, shutdown_kernel="immediate")
+        except KeyboardInterrupt:
+            tmp.unlink(missing_ok=True)
+            raise
         except BaseException:
             if tmp.exists():
                 failed = root / "_build" / "failed" / profile / f"{name}.ipynb"
@@ -526,6 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"rplib.book: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rplib.book: error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .train import Result
 
 __all__ = ["EXECUTORS", "SLURM_SETTINGS", "Executor", "Serial", "Local", "Slurm", "Dask", "Auto", "RunFailure",
-           "GridError", "describe", "from_settings", "execute_grid"]
+           "GridError", "describe", "from_settings", "announce", "execute_grid"]
 
 EXECUTORS = ("auto", "serial", "local", "slurm", "dask")
 #: a grid with more unfinished runs than this announces its size and estimated hours before it starts
@@ -407,6 +407,14 @@ def from_settings(name: str | None = None, env: Mapping[str, str] | None = None)
 # --------------------------------------------------------------------------- the grid
 
 
+def announce(line: str) -> None:
+    """Print ``line`` where the person who started the grid sees it: on stderr, and in a Jupyter kernel on the
+    kernel process's own stderr, the terminal that started it (``papermill``'s; ipykernel copies what reaches
+    that descriptor into the notebook too), since a kernel's ``sys.stderr`` reaches only the notebook."""
+    kernel = type(sys.stderr).__module__.startswith("ipykernel.") and sys.__stderr__ is not None
+    print(line, file=sys.__stderr__ if kernel else sys.stderr, flush=True)
+
+
 def _announce_large_grid(total: int, pending: Sequence[RunConfig], root: Path) -> None:
     """One line on stderr before a grid of more than :data:`LARGE_GRID` unfinished runs starts: its size and
     :func:`rplib.cost.grid_hours`, while Ctrl-C still stops it before any run."""
@@ -416,8 +424,8 @@ def _announce_large_grid(total: int, pending: Sequence[RunConfig], root: Path) -
 
     hours = grid_hours(pending, root)
     estimate = f"about {hours:.1f} hours on one worker" if hours is not None else "no epoch time known for an estimate"
-    print(f"rplib: a grid of {total} runs, {len(pending)} to train ({estimate}, see rplib plan); "
-          f"interrupt now (Ctrl-C) to stop", file=sys.stderr, flush=True)
+    announce(f"rplib: a grid of {total} runs, {len(pending)} to train ({estimate}, see rplib plan); "
+             f"interrupt now (Ctrl-C) to stop")
 
 
 def execute_grid(configs: Iterable[RunConfig], root: Path | str, progress: bool,

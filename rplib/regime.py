@@ -35,10 +35,10 @@ from .config import RunConfig
 from .evaluate import EvalConfig
 from .numbers import interval
 
-__all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "Regime", "chance_level", "near_chance", "regime", "setting_text",
-           "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime", "read_regime",
-           "LENGTH_FACTOR", "LENGTH_SEEDS", "LENGTH_TOLERANCE", "longer", "length_configs", "length_check",
-           "length_table"]
+__all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "NO_DENSE_RUN", "Regime", "chance_level", "near_chance", "regime",
+           "setting_text", "dense_text", "regime_notes", "missing_paper_fields", "regime_table", "publish_regime",
+           "read_regime", "LENGTH_FACTOR", "LENGTH_SEEDS", "LENGTH_TOLERANCE", "longer", "length_configs",
+           "length_check", "length_table"]
 
 GLUE_NAME = "regime"  # the glued JSON regime record of a chapter, read back by the findings page
 NEAR_CHANCE_POINTS = 10.0  # accuracy within this many points of chance level is "near chance"
@@ -52,7 +52,8 @@ class Regime:
     """What a chapter trained: dataset and its number of classes, the networks, epochs, the densities (kept
     fractions) its claims are tested at, the dense networks' test accuracy (network -> ``[mean, low, high]``
     in %, empty without dense runs), ``notes`` the chapter computed from its data (e.g. criteria at chance) and
-    the training-length check's gain per network (``[mean, low, high]`` points, :func:`length_check`)."""
+    ``dense_runs``, whether the chapter trains dense networks at all (a chapter's ``dense`` parameter), and the
+    training-length check's gain per network (``[mean, low, high]`` points, :func:`length_check`)."""
 
     chapter: str
     dataset: str
@@ -62,7 +63,12 @@ class Regime:
     densities: tuple[float, ...]
     dense_accuracy: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    dense_runs: bool = True
     length_gain: dict = field(default_factory=dict)
+
+
+#: what the regime says of the dense accuracy of a chapter that trains no dense network
+NO_DENSE_RUN = "no dense run in this chapter"
 
 
 def chance_level(num_classes: int) -> float:
@@ -82,10 +88,11 @@ def near_chance(accuracies: Iterable[float], num_classes: int, points: float = N
 
 def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str], epochs: int,
            densities: Sequence[float], dense: pd.DataFrame | None = None, notes: Sequence[str] = (),
-           length: pd.DataFrame | None = None) -> Regime:
+           length: pd.DataFrame | None = None, dense_runs: bool = True) -> Regime:
     """A chapter's :class:`Regime`; ``dense`` holds one row per dense run with columns ``network`` and ``acc``
-    (test accuracy, %), or is ``None`` before training (or without dense runs); ``length`` is the chapter's
-    :func:`length_check`."""
+    (test accuracy, %), or is ``None`` before training (or without dense runs); a row whose ``acc`` is missing
+    (NaN) is no run. ``length`` is the chapter's :func:`length_check`; ``dense_runs`` is False for a chapter
+    that trains no dense network."""
     if chapter not in {c.chapter for c in CLAIMS.values()}:
         raise ValueError(f"regime: chapter {chapter!r} has no claims; chapters with claims: "
                          f"{', '.join(sorted({c.chapter for c in CLAIMS.values()}))}")
@@ -94,11 +101,12 @@ def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str]
         for col in ("network", "acc"):
             if col not in dense.columns:
                 raise ValueError(f"regime: the dense frame lacks column {col!r}; columns: {list(dense.columns)}")
-        accuracy = {str(n): list(mean_interval(g["acc"])) for n, g in dense.groupby("network", sort=False)}
+        accuracy = {str(n): list(mean_interval(g["acc"].dropna())) for n, g in dense.groupby("network", sort=False)
+                    if g["acc"].notna().any()}
     gain = {} if length is None else {str(n): list(mean_interval(g["longer"] - g["acc"]))
                                       for n, g in length.groupby("network", sort=False)}
     return Regime(chapter, dataset, int(num_classes), tuple(map(str, networks)), int(epochs),
-                  tuple(float(d) for d in densities), accuracy, tuple(notes), gain)
+                  tuple(float(d) for d in densities), accuracy, tuple(notes), bool(dense_runs), gain)
 
 
 def setting_text(r: Regime) -> str:
@@ -109,18 +117,25 @@ def setting_text(r: Regime) -> str:
             f"densit{'ies' if len(r.densities) > 1 else 'y'} {dens}")
 
 
+def _measured(r: Regime) -> dict:
+    """The networks of ``r.dense_accuracy`` with a measured mean (a record written before runs without a value
+    were dropped may hold ``NaN`` for a network that never trained)."""
+    return {n: v for n, v in r.dense_accuracy.items() if not math.isnan(v[0])}
+
+
 def dense_text(r: Regime) -> str:
-    """Dense test accuracy per network, ``mean [low, high] %`` (``no dense run`` without one)."""
-    if not r.dense_accuracy:
-        return "no dense run"
-    return "; ".join(f"{n} {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}] %" for n, (m, lo, hi) in r.dense_accuracy.items())
+    """Dense test accuracy per network, ``mean [low, high] %``; :data:`NO_DENSE_RUN` without a dense run."""
+    measured = _measured(r)
+    if not measured:
+        return NO_DENSE_RUN
+    return "; ".join(f"{n} {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}] %" for n, (m, lo, hi) in measured.items())
 
 
 def regime_notes(r: Regime) -> list[str]:
     """Caveats computed from the data: dense networks near chance (module docstring), then the chapter's notes."""
     chance = chance_level(r.num_classes)
     out = []
-    for n, (mean, _, high) in r.dense_accuracy.items():
+    for n, (mean, _, high) in _measured(r).items():
         top = mean if math.isnan(high) else high
         if top < chance + NEAR_CHANCE_POINTS:
             out.append(f"dense {n} near chance ({_fmt(mean)} % against chance {chance:.3g} %)")
@@ -144,7 +159,8 @@ def missing_paper_fields(claims: Mapping[str, Claim] | None = None) -> dict[str,
 
 def regime_table(r: Regime, claims: Mapping[str, Claim] | None = None) -> pd.DataFrame:
     """The chapter's claims with the paper's setting and effect beside this book's setting and dense accuracy
-    (``measured below`` before training): what each chapter shows first."""
+    (``measured below`` before training, :data:`NO_DENSE_RUN` for a chapter without dense runs): what each
+    chapter shows first."""
     claims = CLAIMS if claims is None else claims
     mine = [c for c in claims.values() if c.chapter == r.chapter]
     missing = missing_paper_fields({c.id: c for c in mine})
@@ -152,8 +168,9 @@ def regime_table(r: Regime, claims: Mapping[str, Claim] | None = None) -> pd.Dat
         raise ValueError(f"regime_table: claims lack paper fields {missing}; write {NOT_REPORTED!r} where the paper "
                          "gives none")
     notes = regime_notes(r)
+    dense = dense_text(r) if _measured(r) or not r.dense_runs else "measured below"
     rows = [{"claim": c.id, "paper": c.paper, "paper's setting": c.paper_setting, "paper's effect": c.paper_effect,
-             "this book": setting_text(r), "dense accuracy": dense_text(r) if r.dense_accuracy else "measured below",
+             "this book": setting_text(r), "dense accuracy": dense,
              "caveat": "; ".join([c.caveat, *notes]).strip("; ")} for c in mine]
     columns = ["claim", "paper", "paper's setting", "paper's effect", "this book", "dense accuracy", "caveat"]
     return pd.DataFrame(rows, columns=columns).set_index("claim")

@@ -10,12 +10,12 @@ one line naming the file and how to recover.
 
 The store never writes outside its root: a run directory is ``<root>/<hash>`` with ``hash`` a
 hexadecimal name, and :meth:`RunDir.check` refuses a run directory, lock folder or run file that is
-a symbolic link, or that resolves outside the resolved root (the root itself may be a link). Locks
-live in ``<root>/.locks/<hash>``, outside the run directory, so removing a run directory during a run
-cannot let a second process train into it. A write that the file system refuses (read-only store,
-disk full, file-size limit, a file where a directory is expected) is a :class:`StoreError` naming
-the file, the cause and what to do. JSON is written and read strictly: no ``NaN`` or ``Infinity``
-(which strict JSON readers reject) and no duplicate keys.
+a symbolic link, or that resolves outside the resolved root (the root itself may be a link). A run is
+locked on two directories, ``<root>/.locks/<hash>`` and the run directory itself, so removing either of
+them during a run cannot let a second process train into it: the other still holds it. A write that
+the file system refuses (read-only store, disk full, file-size limit, a file where a directory is
+expected) is a :class:`StoreError` naming the file, the cause and what to do. JSON is written and
+read strictly: no ``NaN`` or ``Infinity`` (which strict JSON readers reject) and no duplicate keys.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ _RUN_NAME = re.compile(r"[0-9a-f]{1,64}")
 
 
 class RunDir:
-    """The files of one run: ``<root>/<hash>``, its lock in ``<root>/.locks/<hash>``."""
+    """The files of one run: ``<root>/<hash>``, its lock folder ``<root>/.locks/<hash>``."""
 
     def __init__(self, root: Path | str, run_hash: str):
         if not isinstance(run_hash, str) or not _RUN_NAME.fullmatch(run_hash):
@@ -214,10 +214,12 @@ class RunDir:
     def lock(self) -> RunLock:
         """An inter-process lock: concurrent requests for the same run wait instead of corrupting it.
 
-        It lives outside the run directory, so that removing the run directory while a process trains
-        it does not let a second process in."""
+        It is held on the lock folder ``<root>/.locks/<hash>`` and on the run directory (created here),
+        in that order, so that removing either while a process trains the run does not let a second
+        process in: the second one waits on the directory still held. (Removing both during a run is
+        not guarded.)"""
         self.check()
-        return RunLock(self.lock_path)
+        return RunLock(self.lock_path, self.path)
 
     def remove_temporary_files(self) -> None:
         """Delete the temporary files a killed writer left behind (call with the lock held)."""
@@ -230,9 +232,10 @@ class RunDir:
 
 
 class RunLock:
-    """An exclusive lock on a run directory, held while one process trains the run.
+    """An exclusive lock on one or more directories (taken in the given order, released together), held
+    while one process trains a run.
 
-    The lock is ``flock`` on the directory itself, so deleting or replacing files inside it (the
+    Each lock is ``flock`` on the directory itself, so deleting or replacing files inside it (the
     ``.lock`` file of earlier versions included) cannot let a second process in; once held, the
     directory is checked to be still the one at ``path``, retrying otherwise. Where the file
     system refuses ``flock`` on a directory (Linux NFS emulates ``flock`` with POSIX locks, which
@@ -240,37 +243,46 @@ class RunLock:
     checks that ``.lock`` is still the file it locked, retrying otherwise.
     """
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._fd: int | None = None
+    def __init__(self, *paths: Path | str):
+        if not paths:
+            raise TypeError("RunLock() takes at least one directory")
+        self.paths = [Path(p) for p in paths]
+        self._fds: list[int] = []
 
     def __enter__(self) -> RunLock:
-        try:
-            self._fd = self._lock()
-        except OSError as e:
-            raise StoreError(_write_problem(self.path, e)) from None
+        for path in self.paths:
+            try:
+                self._fds.append(self._lock(path))
+            except OSError as e:
+                self.__exit__()
+                raise StoreError(_write_problem(path, e)) from None
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
-    def _lock(self) -> int:
+    @staticmethod
+    def _lock(path: Path) -> int:
         while True:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError as e:
                 os.close(fd)
                 if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-                return self._lock_file()
+                return RunLock._lock_file(path)
             try:
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
                     return fd
             except FileNotFoundError:
                 pass
             os.close(fd)  # the directory was removed or replaced while we waited: lock the new one
 
-    def _lock_file(self) -> int:
-        lock = self.path / ".lock"
+    @staticmethod
+    def _lock_file(path: Path) -> int:
+        lock = path / ".lock"
         while True:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -282,6 +294,5 @@ class RunLock:
             os.close(fd)  # the file was deleted or replaced while we waited: lock the new one
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
+        while self._fds:
+            os.close(self._fds.pop())  # closing a descriptor releases its flock

@@ -138,6 +138,32 @@ def test_each_chapter_opens_with_its_claims_regime_and_glues_it(name: str):
     assert callable(getattr(CHAPTERS[name], "regime", None))
 
 
+def test_a_chapter_without_dense_runs_says_so_wherever_its_regime_shows(tmp_path):
+    from rplib.chapters import gradient_flow
+
+    p = gradient_flow.Params.from_dict({"dense": False})
+    final = pd.DataFrame({"model": ["mlp"] * 4, "scheme": ["erk", "snip"] * 2, "seed": [0, 0, 1, 1],
+                          "test accuracy": [50.0, 60.0, 52.0, 58.0]})
+    r = gradient_flow.regime(p, final)
+    assert r.dense_accuracy == {} and not r.dense_runs
+    assert regime.dense_text(r) == regime.NO_DENSE_RUN == "no dense run in this chapter"
+    for shown in (regime.regime_table(gradient_flow.regime(p)), regime.regime_table(r)):  # before and after training
+        assert set(shown["dense accuracy"]) == {regime.NO_DENSE_RUN}
+    # a chapter that trains dense networks still waits for them, and a record glued with NaN for networks without
+    # a dense run (as an earlier chapter 7 wrote) reads as no dense run, never as "– [–, –] %"
+    with_dense = gradient_flow.regime(gradient_flow.Params.from_dict({}))
+    assert set(regime.regime_table(with_dense)["dense accuracy"]) == {"measured below"}
+    # a record from before the dense_runs field, read back with its default
+    record = {k: v for k, v in dataclasses.asdict(r).items() if k != "dense_runs"} | {
+        "dense_accuracy": {"convnet": [float("nan")] * 3, "mlp": [float("nan")] * 3}}
+    v = decide(CLAIMS["grad_flow_orders_schemes"], [0.5, 0.6, 0.4, 0.7, 0.55])
+    nb = _notebook([v], None)
+    nb["cells"][0]["outputs"].append(_output(regime.GLUE_NAME, record))
+    (tmp_path / "07_gradient_flow.ipynb").write_text(json.dumps(nb))
+    mine = _row(book.findings_markdown(tmp_path, ROOT), "grad_flow_orders_schemes")[3]
+    assert mine.endswith("; dense: no dense run in this chapter") and "–" not in mine
+
+
 def test_the_findings_page_has_a_verdict_column_per_executed_regime(tmp_path):
     """The cpu regime's chapters in the book folder, the Fashion-MNIST part's in ``images/``: the side-by-side
     table shows both verdicts and the paper's effect; the images regime's own table links to its chapters, lists

@@ -6,6 +6,7 @@ a listing with checksums of the run store and of a sentinel folder outside it, b
 
 import errno
 import hashlib
+import io
 import multiprocessing as mp
 import os
 import re
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from rplib import cli, data, executors, grid, plan, store, train
+from rplib import chapters, cli, data, executors, grid, plan, store, train
 from rplib.config import RunConfig
 from rplib.store import RunDir, StoreError, atomic_write_json, read_json
 
@@ -308,6 +309,114 @@ def test_large_grid_announces_itself_and_stops_at_once(tmp_path, capsys, monkeyp
     assert not (tmp_path / "runs").exists()
 
 
+SEEDED = [name for name, module in chapters.CHAPTERS.items() if "seeds" in module.Params.names()]
+
+
+def _seeded_grid(name: str, values: dict) -> list[RunConfig]:
+    """The chapter's seeded grid, each config once (without the training-length check's few longer runs, which
+    do not grow with the seeds)."""
+    return list({c.hash: c for c in chapters.CHAPTERS[name].grid(chapters.params(name, values))}.values())
+
+
+def test_a_huge_chapter_grid_is_announced_before_its_configs_are_built(tmp_path, capsys, monkeypatch):
+    """``papermill -p seeds 10000`` on chapter 3 (80,000 runs): the notebook's first cell announces the grid before
+    the 100th of its configs exists; Ctrl-C there (here: at the 100th) stops it with nothing written."""
+    from rplib.chapters import schemes
+
+    runs = tmp_path / "runs"
+    built = []
+    post_init = RunConfig.__post_init__
+
+    def counted(self):
+        post_init(self)
+        built.append(1)
+        if len(built) == 100:
+            raise KeyboardInterrupt  # Ctrl-C, once the announcement must be out
+
+    monkeypatch.setattr(RunConfig, "__post_init__", counted)
+    with pytest.raises(KeyboardInterrupt):
+        params = schemes.Params.from_namespace({"seeds": 10000, "runs": str(runs)})  # the notebook's first cell
+        schemes.grid(params)  # what the notebook builds next: 80,000 configs
+    monkeypatch.undo()
+    first = _seeded_grid("03_schemes", {"seeds": 1, "runs": str(runs)})
+    hours = plan.grid_hours(first, runs) * 10000
+    assert capsys.readouterr().err.splitlines() == [
+        f"rplib: 03_schemes: a grid of {len(first) * 10000} runs (about {hours:.1f} hours on one worker if none is "
+        "finished, see rplib plan) is about to be built; interrupt now (Ctrl-C) to stop"]
+    assert not runs.exists()
+    schemes.Params.from_namespace({"seeds": 2, "runs": str(runs)})  # a grid within the threshold: silent
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_a_chapter_grid_is_its_first_seed_repeated(name):
+    """The announcement's size and hours from the first seed's runs are the whole grid's."""
+    params = chapters.params(name, {"seeds": 3, "seed_offset": 7})
+    first, seeds = chapters.seed_grid(params)
+    whole = _seeded_grid(name, {"seeds": 3, "seed_offset": 7})
+    assert seeds == 3 and len(first) * 3 == len(whole)
+    assert {c.seed for c in first} <= {7} and {c.hash for c in first} <= {c.hash for c in whole}
+    assert plan.grid_hours(first, Path("no-store")) * 3 == pytest.approx(plan.grid_hours(whole, Path("no-store")))
+
+
+def test_an_announcement_in_a_kernel_reaches_its_terminal(monkeypatch):
+    """In a Jupyter kernel ``sys.stderr`` reaches only the notebook: the line goes to the kernel process's stderr,
+    which the terminal that started papermill shows (and ipykernel copies into the notebook)."""
+    kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", kernel_stream)
+    monkeypatch.setattr(sys, "__stderr__", terminal)
+    executors.announce("rplib: a grid")
+    assert terminal.getvalue() == "rplib: a grid\n" and kernel_stream.getvalue() == ""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # outside a kernel: stderr
+    executors.announce("rplib: a grid")
+    assert sys.stderr.getvalue() == "rplib: a grid\n" and terminal.getvalue() == "rplib: a grid\n"
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_a_huge_grid_is_announced_ends_the_book_in_one_line(tmp_path):
+    """``python -m rplib.book execute`` of a chapter whose 80,000-run grid is announced from inside its kernel: the
+    line reaches the terminal, Ctrl-C then ends everything with one line and nothing is written."""
+    import nbformat
+
+    from rplib import book
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/a\n")
+    (tmp_path / "notebooks" / "profiles.yml").write_text("a:\n  paper: {seeds: 10000}\n")
+    cells = [nbformat.v4.new_code_cell('seeds: int = 1  # seeds\nruns: str = "../runs"  # the run store',
+                                       metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("from rplib.chapters import schemes\n"
+                                       "params = schemes.Params.from_namespace({'seeds': seeds, 'runs': runs})\n"
+                                       "configs = schemes.grid(params)\nprovenance()")]
+    kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}),
+                   tmp_path / "notebooks" / "a.ipynb")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "rplib.book", "--root", str(tmp_path), "execute", "--profile",
+                             "paper"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen = ""
+        deadline = time.time() + 150
+        while "interrupt now (Ctrl-C)" not in seen and time.time() < deadline and proc.poll() is None:
+            seen += proc.stderr.readline()
+        assert "rplib: 03_schemes: a grid of 80000 runs (about " in seen, seen
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, rest
+    assert rest.strip().splitlines()[-1] == "rplib.book: error: interrupted" and "Traceback" not in rest, rest
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "_build" / "failed").exists()
+    assert not list((tmp_path / "_build" / "profiles" / "paper" / "book").glob("*.ipynb"))
+
+
 def _cli(args: list[str], root: Path, **kw) -> subprocess.Popen:
     env = dict(os.environ, RPLIB_RUNS=str(root))
     return subprocess.Popen([sys.executable, "-m", "rplib.cli", *args], stdout=subprocess.PIPE,
@@ -353,7 +462,7 @@ def _interrupt_and_check(limited: subprocess.Popen, long: subprocess.Popen, tmp_
     assert not list(rd.path.glob(".*.tmp"))
 
 
-# --------------------------------------------------------------------------- 7. the lock outlives its run directory
+# ---------------------------------------------------------------- 7. the lock outlives its run directory or lock folder
 
 
 def _hold(root: str, run_hash: str, seconds: float, released: str) -> None:
@@ -374,6 +483,23 @@ def test_removing_the_run_directory_does_not_release_the_lock(tmp_path):
     while not (rd.path / "held").exists() and time.time() < deadline:
         time.sleep(0.02)
     shutil.rmtree(rd.path)  # what an error message advises, during the run
+    with rd.lock():
+        acquired = time.time()
+    p.join(60)
+    assert p.exitcode == 0 and acquired >= float(released.read_text())
+
+
+@pytest.mark.parametrize("removed", ["lock folder", "all locks"])
+def test_removing_the_lock_folder_does_not_release_the_lock(tmp_path, removed):
+    rd = RunDir(tmp_path, tiny().hash)
+    released = tmp_path / "released"
+    p = mp.get_context("fork").Process(target=_hold, args=(str(tmp_path), rd.hash, 2.0, str(released)))
+    p.start()
+    deadline = time.time() + 60
+    while not (rd.path / "held").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    assert rd.lock_path.is_dir()
+    shutil.rmtree(rd.lock_path if removed == "lock folder" else tmp_path / ".locks")  # during the run
     with rd.lock():
         acquired = time.time()
     p.join(60)

@@ -4,8 +4,10 @@ A chapter's ``Params`` is a frozen dataclass whose fields are the notebook's pap
 ``Params.from_namespace(globals())`` (in the notebook, right after the ``parameters`` cell) or
 ``Params.from_dict(values)`` builds it; a bad value or an unknown (e.g. misspelt) name raises a
 one-line ``ValueError`` naming the parameter, the chapter, the expected type or choices and the
-value, before anything is built or trained. ``__post_init__`` stores normalised values (sorted,
-de-duplicated lists; floats where a float is meant), the ones the chapter's grid is built from.
+value, before anything is built or trained; ``from_namespace`` also announces a grid of more than
+:data:`rplib.executors.LARGE_GRID` runs (:func:`rplib.chapters.announce_grid`) before any of it is built.
+``__post_init__`` stores normalised values (sorted, de-duplicated lists; floats where a float is meant),
+the ones the chapter's grid is built from.
 """
 
 from __future__ import annotations
@@ -75,11 +77,17 @@ class ChapterParams:
         """Parameters from a notebook's ``globals()`` right after its parameters (and papermill's injected) cell.
 
         Every public name there that is not a module or one of IPython's own must be a parameter, so
-        a misspelt ``papermill -p`` name (which papermill only warns about) stops the notebook here.
+        a misspelt ``papermill -p`` name (which papermill only warns about) stops the notebook here. A grid
+        of more than :data:`rplib.executors.LARGE_GRID` runs (``papermill -p seeds 10000``) is announced
+        here, with its estimated hours, before the notebook builds it (:func:`rplib.chapters.announce_grid`).
         """
+        from . import announce_grid
+
         values = {k: v for k, v in namespace.items()
                   if not k.startswith("_") and k not in _KERNEL_NAMES and not isinstance(v, ModuleType)}
-        return cls.from_dict(values)
+        params = cls.from_dict(values)
+        announce_grid(params)
+        return params
 
     @property
     def seed_list(self) -> list[int]:

@@ -401,7 +401,7 @@ def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | 
         chance = chance_table(frame, p)
         notes = [chance_note(chance)] if not chance.empty else []
     return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [network_name(p)], p.epochs, p.densities,
-                dense, notes or (), length)
+                dense, notes or (), length, dense_runs=p.dense)
 
 
 def gain_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:

@@ -271,10 +271,10 @@ def length_configs(p: Params) -> dict[str, list[RunConfig]]:
 
 def regime(p: Params, final: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claim (:mod:`rplib.regime`): every network at the chapter's density; with
-    ``final`` (:func:`collect`'s runs) the dense networks' test accuracy, when they were trained."""
+    ``final`` (:func:`collect`'s runs) the dense networks' test accuracy, when they were trained (``dense``)."""
     from ..regime import regime as make
 
-    dense = None if final is None else final[final.scheme == "dense"].assign(network=final.model).rename(
+    dense = None if final is None else final[final.scheme == "dense"].assign(network=lambda d: d.model).rename(
         columns={"test accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
-                [round(1 - p.sparsity, 10)], dense, length=length)
+                [round(1 - p.sparsity, 10)], dense, length=length, dense_runs=p.dense)

@@ -373,7 +373,7 @@ def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | 
     ``frame`` (:func:`collect`'s runs) the dense networks' test accuracy."""
     from ..regime import regime as make
 
-    dense = None if frame is None else frame[frame.sparsity == 0].assign(network=frame.model).rename(
+    dense = None if frame is None else frame[frame.sparsity == 0].assign(network=lambda d: d.model).rename(
         columns={"test accuracy": "acc"})
     return make(Params.CHAPTER, p.dataset, input_spec(_data(p))[1], list(p.models), p.epochs,
                 [round(1 - p.reliability_sparsity, 10)], dense, length=length)

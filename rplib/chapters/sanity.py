@@ -398,7 +398,7 @@ def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | 
     notes = [f"lottery tickets in {p.lottery_rounds} round{'s' if p.lottery_rounds > 1 else ''}, rewound to epoch "
              f"{p.rewind_epoch}"] if "lottery" in p.methods or p.hybrid_tickets else []
     return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], list(model_configs(p)), p.epochs,
-                p.densities, dense, notes, length)
+                p.densities, dense, notes, length, dense_runs=p.dense)
 
 
 def _density_label(d: float) -> str:
