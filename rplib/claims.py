@@ -486,13 +486,14 @@ def held_out_summary(table: pd.DataFrame) -> str:
 
 
 def verdict_sentence(v: Verdict, claims: dict[str, Claim] | None = None) -> str:
-    """The verdict in one line of Markdown for the chapter's prose: ``**agrees** (+1.2 [0.4, 2.0] points, n = 5)``;
-    a table claim gives its counts instead of an interval."""
+    """The verdict in one line of Markdown for the chapter's prose: ``**agrees** (1.20 [0.40, 2.00] points, n = 5)``,
+    the effect in :func:`interval_text`'s format (that of the verdict tables and the findings page); a table claim
+    gives its counts instead of an interval."""
     c = (CLAIMS if claims is None else claims).get(v.claim)
     if v.detail:
         return f"**{v.verdict}** ({v.detail}, n = {v.n})"
     unit = f" {c.unit}" if c is not None and c.unit else ""
-    return f"**{v.verdict}** ({v.estimate:+.3g} [{_fmt(v.low)}, {_fmt(v.high)}]{unit}, n = {v.n})"
+    return f"**{v.verdict}** ({interval_text(v)}{unit}, n = {v.n})"
 
 
 def publish(verdicts: Sequence[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
@@ -578,16 +579,21 @@ def _cell(text: str) -> str:
 
 
 def rules_markdown(claims: dict[str, Claim] | None = None) -> str:
-    """A Markdown table of the claims (all of :data:`CLAIMS` by default): id, chapter, statement, effect, rule.
+    """The claims (all of :data:`CLAIMS` by default) in Markdown: a table of id, chapter (a link to it), statement
+    and rule (with its margin), then a definition list of each claim's effect.
 
-    The book's page on verdicts (``book/verdicts.md``) holds this table verbatim (and that of
-    :data:`CLAIMS_V1` in its version-1 section); a test keeps them equal.
+    The effect, the longest text of a claim, sits under the table so that the table's four columns fit the page's
+    text column and wrap only between words. The book's page on verdicts (``book/verdicts.md``) holds this text
+    verbatim (and that of :data:`CLAIMS_V1` in its version-1 section); a test keeps them equal.
     """
     claims = CLAIMS if claims is None else claims
-    lines = ["| claim | chapter | statement | effect (one per seed or repeat) | rule |", "|---|---|---|---|---|"]
-    lines += [f"| `{c.id}` | `{c.chapter}` | {_cell(c.statement)} | {_cell(c.effect)} | {rule_text(c)} |"
+    lines = ["| claim | chapter | statement | rule |", "|---|---|---|---|"]
+    lines += [f"| `{c.id}` | {{doc}}`{c.chapter}` | {_cell(c.statement)} | {_cell(rule_text(c))} |"
               for c in claims.values()]
-    return "\n".join(lines)
+    lines += ["", "The effect of each claim (one per seed or repeat):", ""]
+    for c in claims.values():
+        lines += [f"`{c.id}`", f": {c.effect}", ""]
+    return "\n".join(lines[:-1])
 
 
 def _claims(*items: Claim, version: int = RULE_VERSION) -> dict[str, Claim]:

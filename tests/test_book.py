@@ -161,6 +161,28 @@ def test_published_chapters_carry_no_machine_path_and_no_timestamp(name: str):
     assert not TIMESTAMP.search(text), f"book/{name}.ipynb: timestamp {TIMESTAMP.search(text).group(0)!r}"
 
 
+@pytest.mark.parametrize("name", book.chapters(ROOT))
+def test_published_chapters_open_with_what_they_need_and_close_with_a_summary_and_the_next_page(name: str):
+    """Each chapter, in notebooks/ and as published in book/, says in its opening cell what it needs and ends with a
+    summary and a link to the next chapter (the last chapter to the findings page), in the same words in both."""
+    order = book.chapters(ROOT)
+    following = order[order.index(name) + 1] if name != order[-1] else "findings"
+    opening, closing = [], []
+    for path in (ROOT / "notebooks" / f"{name}.ipynb", ROOT / "book" / f"{name}.ipynb"):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+        first = cells[0]
+        assert first.source.startswith("# ") and "**What this chapter needs.**" in first.source, f"{path}: opening"
+        ends = [c for c in cells if "## Where next" in c.source]
+        assert len(ends) == 1, f"{path}: one 'Where next' section"
+        where_next = ends[0].source.split("## Where next", 1)[1].split("\n## ", 1)[0]
+        assert f"{{doc}}`{following}`" in where_next, f"{path}: 'Where next' does not lead to {following}"
+        summary = [c for c in cells if c.source.startswith("## Summary\n")]
+        assert len(summary) == 1 and cells.index(summary[0]) >= cells.index(ends[0]) - 1, f"{path}: no closing summary"
+        opening.append(first.source)
+        closing.append(summary[0].source + ends[0].source)
+    assert opening[0] == opening[1] and closing[0] == closing[1], f"{name}: notebooks/ and book/ differ"
+
+
 def test_strip_machine_details_removes_paths_and_timings(tmp_path: Path):
     cell = nbformat.v4.new_code_cell("print(1)", metadata={
         "execution": {"iopub.status.busy": "2026-01-01T00:00:00Z"},

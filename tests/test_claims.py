@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 from rplib.claims import (CLAIMS, CLAIMS_V1, Claim, Verdict, best_level, decide, held_out_check, held_out_mean,
-                         held_out_picks, held_out_summary, median_levels, rules_markdown, verdict_table)
+                         held_out_picks, held_out_summary, interval_text, median_levels, rules_markdown,
+                         verdict_sentence, verdict_table)
 
 DIFF = Claim("d", "ch", "s", "p", "e", +1, "difference", 0.0, "points")
 EQUIV = Claim("q", "ch", "s", "p", "e", +1, "equivalence", 1.0, "points")
@@ -107,6 +108,18 @@ def test_verdict_table_has_one_interval_string_per_claim():
     assert t.loc["erk_beats_uniform", "statement"] == CLAIMS["erk_beats_uniform"].statement
 
 
+def test_verdict_sentence_writes_the_effect_in_the_books_one_number_format():
+    """The glued sentence of a verdict writes its effect as the verdict tables and the findings page do
+    (rplib.numbers.interval: shared decimals, no forced sign), with the claim's unit and n."""
+    v = decide(CLAIMS["erk_beats_uniform"], [1.0, 2.0, 3.0])
+    assert verdict_sentence(v) == f"**inconclusive** ({interval_text(v)} points, n = 3)"
+    assert verdict_sentence(v) == "**inconclusive** (2.00 [-0.48, 4.48] points, n = 3)"
+    calibration = decide(CLAIMS["sparse_matches_dense_calibration"], [0.001, 0.0026, 0.0042])
+    assert verdict_sentence(calibration) == "**inconclusive** (0.00260 [-0.00137, 0.00657] ECE, n = 3)"
+    one = Verdict("sparse_faster_at_005", -0.0004, math.nan, math.nan, 1, "inconclusive")
+    assert verdict_sentence(one) == "**inconclusive** (-0.0004 log ratio, n = 1)"  # one value: no interval
+
+
 def test_verdicts_page_table_is_the_registry():
     """book/verdicts.md holds rules_markdown() verbatim between its markers, so the page cannot drift from CLAIMS."""
     lines = (Path(__file__).parents[1] / "book" / "verdicts.md").read_text().splitlines()
@@ -119,13 +132,21 @@ def test_verdicts_page_table_is_the_registry():
     assert sum(line.startswith("| claim | chapter |") for line in lines) == 2  # version 2 and 1, no hand-kept copy
 
 
-def test_rules_markdown_has_one_row_per_claim_with_its_rule():
-    rows = rules_markdown().splitlines()[2:]
+def test_rules_markdown_has_one_row_per_claim_with_its_rule_and_its_effect_under_the_table():
+    text = rules_markdown()
+    lines = text.splitlines()
+    rows = [line for line in lines if line.startswith("| `")]
     assert [r.split(" | ")[0] for r in rows] == [f"| `{k}`" for k in CLAIMS]
-    assert "difference, predicted < 0 (points per doubling)" in rows[list(CLAIMS).index("scaling_gap_shrinks")]
+    assert all(r.count(" | ") == 3 for r in rows)  # four columns: claim, chapter, statement, rule
+    gap = rows[list(CLAIMS).index("scaling_gap_shrinks")]
+    assert "{doc}`02_scaling`" in gap and "difference, predicted < 0 (points per doubling)" in gap
     assert "equivalence, margin ±0.005 ECE" in rows[list(CLAIMS).index("sparse_matches_dense_calibration")]
+    for k, c in CLAIMS.items():  # each effect once, as the definition of its claim's id, none left in the table
+        i = lines.index(f"`{k}`")
+        assert lines[i + 1] == f": {c.effect}" and lines[i - 1] == ""
+        assert c.effect not in rows[list(CLAIMS).index(k)]
     odd = dataclasses.replace(EQUIV, statement="a | b")
-    assert rules_markdown({"q": odd}).splitlines()[2].count(" | ") == 4  # a '|' in a cell is escaped
+    assert rules_markdown({"q": odd}).splitlines()[2].count(" | ") == 3  # a '|' in a cell is escaped
 
 
 def test_paired_matches_rows_by_seed_and_refuses_unpaired_rows():
