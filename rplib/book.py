@@ -287,7 +287,40 @@ def findings_markdown(book_dir: Path | str, root: Path | str = ".", profile: str
             parts.append(f"No chapter of this regime has run yet: `make book PROFILE={p}`.\n")
             continue
         parts.append(_DETAIL_HEAD + "\n".join(_detail_rows(claims, verdicts, link)) + "\n")
+        if p in PUBLISHED_PARTS:
+            parts.append(_power_of_run(claims, verdicts[0]))
     return "\n".join(parts)
+
+
+def _power_of_run(claims: list, found: dict) -> str:
+    """What a regime whose seeds no pilot planned can show, with its own per-seed spread as the pilot of a next
+    run (:mod:`rplib.power`): per claim with an interval, the power its seeds had at the declared margin (or
+    design effect), the smallest margin they support with 80% power, and the seeds 80% power needs."""
+    import math
+
+    from .power import TARGET_POWER, pilot_spread, power, seeds_needed, smallest_margin
+
+    rows = []
+    for c in claims:
+        v = found.get(c.id)
+        if v is None or v.n < 2 or not (math.isfinite(v.low) and math.isfinite(v.high)) or v.high <= v.low:
+            continue
+        sd = pilot_spread(v)
+        declared = c.margin if c.kind in ("equivalence", "most_equivalent") else c.design_effect
+        try:
+            needed = str(seeds_needed(c, sd))
+        except ValueError:
+            needed = "more than 1000"
+        rows.append(f"| `{c.id}` | {sd:.3g} {c.unit} | {v.n} | {power(c, v.n, sd):.2f} | ±{declared:g} | "
+                    f"±{smallest_margin(c, v.n, sd):.3g} | {needed} |")
+    if not rows:
+        return ""
+    return (f"The seeds of this regime were set by its budget, not planned from a pilot spread. With the spread "
+            f"each claim showed here as the pilot of a next run ({{doc}}`verdicts` describes the calculation): the "
+            f"power its seeds had, the smallest margin (or effect) they support with {TARGET_POWER:.0%} power, and "
+            f"the seeds that power needs.\n\n"
+            "| claim | spread (per seed) | seeds | power | declared margin or effect | smallest supported | "
+            "seeds for 80% power |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def _cell(text: str) -> str:

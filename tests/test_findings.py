@@ -259,3 +259,24 @@ def test_every_training_chapter_checks_its_training_length_and_the_plan_counts_i
         assert {regime.longer(c).hash for cfgs in checks.values() for c in cfgs} <= planned, name
         source = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
         assert "length_check(chapter.length_configs(params)" in source and "length))" in source, name
+
+
+def test_a_regime_without_planned_seeds_shows_the_power_its_own_spread_implies(tmp_path):
+    """The Fashion-MNIST regime's seeds were not planned: its table is followed by the power its seeds had at its
+    own spread, the smallest margin they support and the seeds 80% power needs (rplib.power)."""
+    from rplib import power
+
+    erk = CLAIMS["erk_beats_uniform"]
+    (tmp_path / "images").mkdir()
+    v = decide(erk, [1.0, 2.0, 3.0, 2.5, 1.5])
+    (tmp_path / "images" / "03_schemes.ipynb").write_text(json.dumps(_notebook([v], None)))
+    page = book.findings_markdown(tmp_path, ROOT)
+    sd = power.pilot_spread(v)
+    row = next(x for x in page.splitlines() if x.startswith("| `erk_beats_uniform` |"))
+    assert row == (f"| `erk_beats_uniform` | {sd:.3g} {erk.unit} | 5 | {power.power(erk, 5, sd):.2f} | "
+                   f"±{erk.design_effect:g} | ±{power.smallest_margin(erk, 5, sd):.3g} | "
+                   f"{power.seeds_needed(erk, sd)} |")
+    assert page.index("## Fashion-MNIST") < page.index(row)
+    (tmp_path / "images" / "03_schemes.ipynb").unlink()
+    (tmp_path / "03_schemes.ipynb").write_text(json.dumps(_notebook([v], None)))  # the planned cpu regime: no table
+    assert "seeds for 80% power" not in book.findings_markdown(tmp_path, ROOT)
