@@ -103,7 +103,7 @@ def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str]
                 raise ValueError(f"regime: the dense frame lacks column {col!r}; columns: {list(dense.columns)}")
         accuracy = {str(n): list(mean_interval(g["acc"].dropna())) for n, g in dense.groupby("network", sort=False)
                     if g["acc"].notna().any()}
-    gain = {} if length is None else {str(n): list(mean_interval(g["longer"] - g["acc"]))
+    gain = {} if length is None else {str(n): list(mean_interval(g["longer"] - g["acc"], (-100.0, 100.0)))
                                       for n, g in length.groupby("network", sort=False)}
     return Regime(chapter, dataset, int(num_classes), tuple(map(str, networks)), int(epochs),
                   tuple(float(d) for d in densities), accuracy, tuple(notes), bool(dense_runs), gain)
@@ -244,15 +244,15 @@ def length_check(configs: Mapping[str, Sequence[RunConfig]], root: str | Path | 
 
 def length_table(length: pd.DataFrame, factor: int = LENGTH_FACTOR) -> pd.DataFrame:
     """:func:`length_check` per network: the seeds, test accuracy (%) at the chapter's epochs and at ``factor``
-    times as many, mean [95% CI] over seeds, and the gain in points (its mean above :data:`LENGTH_TOLERANCE`:
-    short of convergence)."""
+    times as many, mean [95% CI] over seeds (intersected with the range of an accuracy), and the gain in points
+    (its mean above :data:`LENGTH_TOLERANCE`: short of convergence)."""
     rows = []
     for name, g in length.groupby("network", sort=False):
-        gain = mean_interval(g["longer"] - g["acc"])
+        gain = mean_interval(g["longer"] - g["acc"], (-100.0, 100.0))
         epochs = int(g["epochs"].iloc[0])
         rows.append({"network": name, "seeds": len(g),
-                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"])),
-                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"])),
+                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"], (0.0, 100.0))),
+                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"], (0.0, 100.0))),
                      "gain (points)": interval(*gain),
                      f"gain within {LENGTH_TOLERANCE:g} point": "yes" if gain[0] <= LENGTH_TOLERANCE else "no"})
     return pd.DataFrame(rows).set_index("network")

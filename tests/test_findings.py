@@ -280,3 +280,10 @@ def test_a_regime_without_planned_seeds_shows_the_power_its_own_spread_implies(t
     (tmp_path / "images" / "03_schemes.ipynb").unlink()
     (tmp_path / "03_schemes.ipynb").write_text(json.dumps(_notebook([v], None)))  # the planned cpu regime: no table
     assert "seeds for 80% power" not in book.findings_markdown(tmp_path, ROOT)
+
+
+def test_the_length_tables_intervals_stay_inside_an_accuracys_range():
+    spread = pd.DataFrame({"network": "mlp", "seed": [0, 1], "epochs": 4, "acc": [20.0, 99.0], "longer": [99.5, 99.9]})
+    table = regime.length_table(spread)
+    low, high = (float(x) for x in table["accuracy, 4 epochs"].item().split("[")[1].rstrip("]").split(", "))
+    assert 0.0 <= low and high <= 100.0
