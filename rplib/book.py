@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import shutil
 import sys
 import time
@@ -59,7 +60,7 @@ import yaml
 from .profiles import (OVERRIDABLE, PROFILES, PUBLISHED_PARTS, chapters, check_profile, load_profiles,
                        notebook_parameters, plan, toc_files)
 
-__all__ = ["PROFILES", "PUBLISHED", "PUBLISHED_PARTS", "KERNEL", "chapters_dir", "toc_files", "chapters",
+__all__ = ["PROFILES", "PUBLISHED", "PUBLISHED_PARTS", "KERNEL", "chapters_dir", "into_part", "toc_files", "chapters",
            "load_profiles", "notebook_parameters", "plan", "check", "button_problems", "book_root",
            "prepare_book_root", "findings_markdown", "write_findings", "write_rules", "write_sizes", "execute",
            "refresh", "main", "strip_machine_details", "parameters_markdown", "executed_parameters"]
@@ -452,7 +453,44 @@ def _publishable(path: Path, profile: str, root: Path) -> None:
             cell.metadata["tags"] = [t for t in tags if t not in ("hide-input", "remove-cell")] + ["remove-cell"]
             last = i + 1
     nb.cells.insert(last, table)
+    if profile in PUBLISHED_PARTS:
+        into_part(nb, profile, root)
     nbformat.write(strip_machine_details(nb, root), path)
+
+
+_DOC = re.compile(r"\{doc\}`([^`<>/]+)`")
+
+
+def into_part(nb: Any, profile: str, root: Path | str) -> Any:
+    """Make a chapter executed under a part's profile (:data:`PUBLISHED_PARTS`) one page of that part, in place;
+    returns ``nb``. Its figure labels get the part's folder as prefix (the book's own copy of the chapter holds
+    the same labels) and so do its ``{numref}`` references to them; a ``{doc}`` link to a page that is not a
+    chapter of the part points to the book's page (``{doc}`/book/verdicts```). Applying it twice changes nothing."""
+    prefix = f"{PUBLISHED_PARTS[profile].name}-"
+    siblings = {n for n, entry in load_profiles(root).items() if profile in (entry or {})}
+    labels = set()
+    for cell in nb.cells:
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        if figure.get("name") and not figure["name"].startswith(prefix):
+            labels.add(figure["name"])
+            figure["name"] = prefix + figure["name"]
+
+    def rewrite(text: str) -> str:
+        for label in labels:
+            text = text.replace(f"{{numref}}`{label}`", f"{{numref}}`{prefix}{label}`")
+        return _DOC.sub(lambda m: m.group(0) if m.group(1) in siblings else f"{{doc}}`/book/{m.group(1)}`", text)
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = rewrite(cell.source)
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        if "caption" in figure:
+            figure["caption"] = rewrite(figure["caption"])
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for key in [k for k in data if k.endswith("text/markdown")]:  # glued Markdown, papermill's records
+                data[key] = rewrite("".join(data[key]) if isinstance(data[key], list) else data[key])
+    return nb
 
 
 def execute(profile: str, only: Sequence[str] | None = None, root: Path | str = ".") -> list[Path]:

@@ -8,6 +8,7 @@ grid); dataset, networks and schemes are the profile's.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -110,10 +111,15 @@ def _mini_book(root: Path) -> None:
     (root / "notebooks").mkdir()
     (root / "notebooks" / "profiles.yml").write_text("a: {images: {x: 2}}\nb: {}\n")
     kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
+    figure = {"mystnb": {"figure": {"name": "fig-x", "caption": "The value of x, as in {doc}`b`."},
+                         "image": {"alt": "A line plot of the value of x."}}}
     for name in ("a", "b"):
-        cells = [nbformat.v4.new_markdown_cell(f"# Chapter {name}"),
+        cells = [nbformat.v4.new_markdown_cell(f"# Chapter {name}\n\n{{numref}}`fig-x` shows x; see {{doc}}`b`."),
                  nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
                  nbformat.v4.new_code_cell("print(x)")]
+        if name == "a":  # a figure whose label the book's copy and the part's copy of the chapter both hold
+            cells.append(nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([x, x])\nplt.show()",
+                                                   metadata=figure))
         nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec})
         nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
         nbformat.write(nb, root / "book" / f"{name}.ipynb")
@@ -128,6 +134,7 @@ def _build(root: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_images_part_builds_before_and_after_the_profile_runs(tmp_path):
     _mini_book(tmp_path)
+    book.execute("cpu", None, tmp_path)  # the book's own copies of the chapters, chapter a with its figure
     res = _build(tmp_path)  # no image chapter yet: the part holds its regime page alone
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (tmp_path / "_build" / "html" / "book" / "images" / "00_regime.html").is_file()
@@ -143,3 +150,9 @@ def test_images_part_builds_before_and_after_the_profile_runs(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     page = (tmp_path / "_build" / "html" / "book" / "images" / "a.html").read_text()
     assert "Chapter a" in page and "Fashion-MNIST regime" in page
+    # the part's page numbers its own figure and links to the book's page of a chapter the part does not hold
+    nb = nbformat.read(written[0], as_version=4)
+    assert nb.cells[-1].metadata["mystnb"]["figure"]["name"] == "images-fig-x"
+    assert "{numref}`images-fig-x` shows x; see {doc}`/book/b`." in nb.cells[0].source
+    assert book.into_part(nb, "images", tmp_path) == nb and "images-images-" not in json.dumps(nb)  # idempotent
+    assert 'href="../b.html"' in page
