@@ -131,3 +131,16 @@ def test_erk_plus_is_decided_at_every_sparsity_where_it_is_reachable():
     assert set(verdicts) == {"erk_beats_uniform", "erk_plus_matches_erk"}
     assert set(verdicts["erk_plus_matches_erk"].cases) == {"sparsity 0.5"}
     assert schemes.erk_plus_effects(frame, P, net).empty  # no ERK+ in the schemes: no claim
+
+
+def test_schemes_near_chance_at_a_sparsity_go_into_the_regimes_caveat():
+    from rplib import regime as rregime
+
+    p = schemes.Params(sparsities=[0.5, 0.98], schemes=["uniform", "erk"], seeds=3)
+    rows = [{"scheme": "dense", "sparsity": 0.0, "seed": s, "accuracy": 88.0 + s, "hash": f"d{s}"} for s in range(3)]
+    rows += [{"scheme": sc, "sparsity": sp, "seed": s, "accuracy": acc + s / 10, "hash": f"{sc}{sp}{s}"}
+             for sc in ("uniform", "erk") for sp, acc in ((0.5, 87.0), (0.98, 10.0 if sc == "erk" else 60.0))
+             for s in range(3)]
+    r = schemes.regime(p, pd.DataFrame(rows))
+    assert r.notes == ("near chance at sparsity 0.98: erk",)
+    assert "near chance at sparsity 0.98: erk" in rregime.regime_notes(r)

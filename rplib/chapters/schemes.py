@@ -305,11 +305,28 @@ def length_configs(p: Params) -> dict[str, list[RunConfig]]:
 
 def regime(p: Params, frame: pd.DataFrame | None = None, length: pd.DataFrame | None = None) -> Regime:
     """The regime of the chapter's claims (:mod:`rplib.regime`): the network at every density of the grid; with
-    ``frame`` (:func:`results_frame`) the dense network's test accuracy."""
+    ``frame`` (:func:`results_frame`) the dense network's test accuracy and the schemes that train near chance at a
+    sparsity (:func:`chance_note`)."""
     from ..regime import regime as make
 
     name = network_name(p)
+    num_classes = input_spec(_base(p).data)[1]
     dense = None if frame is None else frame[frame.scheme == "dense"].assign(network=name).rename(
         columns={"accuracy": "acc"})
-    return make(Params.CHAPTER, p.dataset, input_spec(_base(p).data)[1], [name], p.epochs,
-                [round(1 - s, 10) for s in p.sparsities], dense, length=length)
+    notes = [] if frame is None else chance_note(frame, p, num_classes)
+    return make(Params.CHAPTER, p.dataset, num_classes, [name], p.epochs, [round(1 - s, 10) for s in p.sparsities],
+                dense, notes, length=length)
+
+
+def chance_note(frame: pd.DataFrame, p: Params, num_classes: int) -> list[str]:
+    """One note per sparsity at which schemes train near chance (:func:`rplib.regime.near_chance` of their seeds'
+    accuracies): a claim compared there compares networks that learned too little."""
+    from ..regime import near_chance
+
+    notes = []
+    for s in p.sparsities:
+        rows = _at(frame, s)
+        low = [scheme for scheme, g in rows.groupby("scheme", sort=False) if near_chance(g["accuracy"], num_classes)]
+        if low:
+            notes.append(f"near chance at sparsity {s:g}: {', '.join(low)}")
+    return notes
