@@ -128,17 +128,26 @@ def test_only_the_published_profile_writes_book_and_only_finished_chapters(tmp_p
     assert not list((tmp_path / "book").glob(".*"))
 
 
-@pytest.mark.parametrize("name", book.chapters(ROOT))
-def test_committed_chapters_are_complete_published_executions(name: str):
-    path = ROOT / "book" / f"{name}.ipynb"
-    assert path.is_file(), f"book/{name}.ipynb is missing: run `make book` (profile {book.PUBLISHED})"
-    nb = nbformat.read(path, as_version=4)
-    expected = book.load_profiles(ROOT)[name].get(book.PUBLISHED) or {}
-    assert nb.metadata.papermill.parameters == expected, f"book/{name}.ipynb was not executed with the cpu profile"
+#: Every published chapter: (profile, path) for the book's chapters and for each part's (book/images/).
+PUBLISHED_CHAPTERS = [(book.PUBLISHED, Path("book") / f"{n}.ipynb") for n in book.chapters(ROOT)] + [
+    (profile, folder / f"{n}.ipynb") for profile, folder in book.PUBLISHED_PARTS.items() for n in book.chapters(ROOT)
+    if profile in (book.load_profiles(ROOT).get(n) or {})]
+
+
+@pytest.mark.parametrize("profile, path", PUBLISHED_CHAPTERS, ids=[str(p) for _, p in PUBLISHED_CHAPTERS])
+def test_committed_chapters_are_complete_published_executions(profile: str, path: Path):
+    assert (ROOT / path).is_file(), f"{path} is missing: run `make book PROFILE={profile}`"
+    nb = nbformat.read(ROOT / path, as_version=4)
+    expected = book.load_profiles(ROOT)[path.stem].get(profile) or {}
+    assert nb.metadata.papermill.parameters == expected, f"{path} was not executed with the {profile} profile"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.execution_count is not None for c in code), f"book/{name}.ipynb: a cell was not executed"
-    assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"book/{name}.ipynb: error output"
+    assert all(c.execution_count is not None for c in code), f"{path}: a cell was not executed"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{path}: error output"
     assert nb.metadata.papermill.exception in (None, False)
+    if profile in book.PUBLISHED_PARTS:  # a page of its part (book.into_part): labels of its own
+        labels = [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in code]
+        prefix = f"{book.PUBLISHED_PARTS[profile].name}-"
+        assert all(n.startswith(prefix) for n in labels if n), f"{path}: figure labels {labels} lack {prefix!r}"
 
 
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|tmp|home|Users|usr|opt|var|mnt|private)/")
@@ -154,11 +163,11 @@ def _published_text(nb: nbformat.NotebookNode) -> str:
     return json.dumps(nb)
 
 
-@pytest.mark.parametrize("name", book.chapters(ROOT))
-def test_published_chapters_carry_no_machine_path_and_no_timestamp(name: str):
-    text = _published_text(nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4))
-    assert not ABSOLUTE_PATH.search(text), f"book/{name}.ipynb: {ABSOLUTE_PATH.search(text).group(0)!r}..."
-    assert not TIMESTAMP.search(text), f"book/{name}.ipynb: timestamp {TIMESTAMP.search(text).group(0)!r}"
+@pytest.mark.parametrize("profile, path", PUBLISHED_CHAPTERS, ids=[str(p) for _, p in PUBLISHED_CHAPTERS])
+def test_published_chapters_carry_no_machine_path_and_no_timestamp(profile: str, path: Path):
+    text = _published_text(nbformat.read(ROOT / path, as_version=4))
+    assert not ABSOLUTE_PATH.search(text), f"{path}: {ABSOLUTE_PATH.search(text).group(0)!r}..."
+    assert not TIMESTAMP.search(text), f"{path}: timestamp {TIMESTAMP.search(text).group(0)!r}"
 
 
 @pytest.mark.parametrize("name", book.chapters(ROOT))
@@ -206,9 +215,9 @@ def _shown_parameters(nb: nbformat.NotebookNode) -> dict:
     return {name: ast.literal_eval(value) for name, value in rows}
 
 
-@pytest.mark.parametrize("name", book.chapters(ROOT))
-def test_each_chapter_shows_the_parameters_it_ran_with(name: str):
-    nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+@pytest.mark.parametrize("profile, path", PUBLISHED_CHAPTERS, ids=[str(p) for _, p in PUBLISHED_CHAPTERS])
+def test_each_chapter_shows_the_parameters_it_ran_with(profile: str, path: Path):
+    nb = nbformat.read(ROOT / path, as_version=4)
     executed: dict = {}
     (defaults,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     exec(defaults.source, {}, executed)  # the cell's defaults, as the kernel saw them ...
@@ -216,7 +225,7 @@ def test_each_chapter_shows_the_parameters_it_ran_with(name: str):
     executed |= dict(nb.metadata.papermill.parameters)  # ... overridden by the profile's injected values
     assert _shown_parameters(nb) == executed
     table = next(c for c in nb.cells if c.get("id") == book.PARAMETERS_CELL_ID)
-    assert f"profile `{book.PUBLISHED}`" in table.source
+    assert f"profile `{profile}`" in table.source
     hidden = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
     assert hidden and all("remove-cell" in c.metadata.tags for c in hidden), "papermill's cells are still shown"
 
