@@ -66,7 +66,7 @@ __all__ = ["Claim", "Verdict", "CLAIMS", "CLAIMS_V1", "RULE_VERSION", "KINDS", "
            "decide_cases", "family_adjusted", "cases_note", "paired", "mean_over_cases", "best_level",
            "median_levels", "held_out_picks", "held_out_mean", "held_out_check", "held_out_summary",
            "publish_held_out", "read_held_out", "verdict_table", "verdict_sentence", "publish", "read_published",
-           "rule_text", "rules_markdown"]
+           "rule_text", "rules_markdown", "NOT_TESTED"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
 HELD_OUT_GLUE_NAME = "held_out_verdicts"  # the glued JSON verdicts of publish_held_out, read back there too
@@ -496,13 +496,19 @@ def verdict_sentence(v: Verdict, claims: dict[str, Claim] | None = None) -> str:
     return f"**{v.verdict}** ({interval_text(v)}{unit}, n = {v.n})"
 
 
+#: What a chapter's prose shows for a declared claim its profile's grid does not test.
+NOT_TESTED = "*not tested: the runs it compares are not in this profile's grid.*"
+
+
 def publish(verdicts: Sequence[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
     """Glue the chapter's verdicts and return their table for display in the notebook.
 
     Each verdict is glued as Markdown ``verdict_<claim id>`` (:func:`verdict_sentence`) for the prose,
     and all of them as JSON under :data:`GLUE_NAME` for the book's findings page
-    (:func:`read_published`). Displaying the returned table shows the verdicts in the executed
-    notebook too, where glued values are invisible outside the book build.
+    (:func:`read_published`). A declared claim of the same chapter without a verdict (its runs are not in
+    this profile's grid) is glued as :data:`NOT_TESTED`, so the chapter's prose reads under every profile.
+    Displaying the returned table shows the verdicts in the executed notebook too, where glued values are
+    invisible outside the book build.
     """
     from IPython.display import Markdown
     from myst_nb import glue
@@ -514,6 +520,11 @@ def publish(verdicts: Sequence[Verdict], claims: dict[str, Claim] | None = None)
         raise ValueError(f"publish: unknown claims {unknown}; declared claims: {', '.join(known)}")
     for v in verdicts:
         glue(f"verdict_{v.claim}", Markdown(verdict_sentence(v, claims)), display=False)
+    chapters = {known[v.claim].chapter for v in verdicts}
+    decided = {v.claim for v in verdicts}
+    for c in known.values():
+        if c.chapter in chapters and c.id not in decided:
+            glue(f"verdict_{c.id}", Markdown(NOT_TESTED), display=False)
     glue(GLUE_NAME, json.dumps([dataclasses.asdict(v) for v in verdicts]), display=False)
     return verdict_table(verdicts, claims)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rplib.claims import (CLAIMS, CLAIMS_V1, Claim, Verdict, best_level, decide, held_out_check, held_out_mean,
+from rplib.claims import (CLAIMS, CLAIMS_V1, NOT_TESTED, Claim, Verdict, best_level, decide, held_out_check, held_out_mean,
                          held_out_picks, held_out_summary, interval_text, median_levels, rules_markdown,
                          verdict_sentence, verdict_table)
 
@@ -180,6 +180,10 @@ def test_published_verdicts_reach_the_findings_page(tmp_path):
     NotebookClient(nb, kernel_name="python3", timeout=120).execute()
     table = nb.cells[0].outputs[-1]["data"]["text/plain"]
     assert "erk_beats_uniform" in table and "agrees" in table  # shown in the notebook, not only glued
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"] for o in nb.cells[0].outputs if "scrapbook" in o.metadata}
+    # the chapter's other claim, not decided under these parameters, still has its sentence for the prose
+    assert glued["verdict_erk_plus_matches_erk"]["application/papermill.record/text/markdown"] == NOT_TESTED
+    assert "verdict_sparse_faster_at_005" not in glued  # another chapter's claim
     root = Path(__file__).parents[1]
     (tmp_path / "03_schemes.ipynb").write_text(json.dumps(nb))
     page = book.findings_markdown(tmp_path, root)
