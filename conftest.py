@@ -1,6 +1,18 @@
 """Test-session settings for every test path (tests/ and the notebooks nbval re-executes)."""
 
+import os
+
 import pytest
+
+# One intra-op thread per test process (and the kernels and subprocesses it starts): the workers below already run
+# one test per core, and torch's default of one thread per core in each would oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core and one more, which runs while the others wait on a Slurm job, a
+    subprocess's start-up or a browser."""
+    return (os.cpu_count() or 1) + 1
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -118,8 +118,9 @@ def _mini_book(root: Path) -> None:
                  nbformat.v4.new_code_cell("x: int = 1  # an x", metadata={"tags": ["parameters"]}),
                  nbformat.v4.new_code_cell("print(x)")]
         if name == "a":  # a figure whose label the book's copy and the part's copy of the chapter both hold
-            cells.append(nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([x, x])\nplt.show()",
-                                                   metadata=figure))
+            source = ("import matplotlib.pyplot as plt\nfrom rplib.plotting import use_style\n\n"
+                      "use_style()  # inline figures, also under MPLBACKEND=Agg\nplt.plot([x, x])\nplt.show()")
+            cells.append(nbformat.v4.new_code_cell(source, metadata=figure))
         nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec})
         nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
         nbformat.write(nb, root / "book" / f"{name}.ipynb")

@@ -397,7 +397,8 @@ def test_ctrl_c_after_a_huge_grid_is_announced_ends_the_book_in_one_line(tmp_pat
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "rplib.book", "--root", str(tmp_path), "execute", "--profile",
-                             "paper"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                             "paper"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_ctrl_c_reaches)
     try:
         seen = ""
         deadline = time.time() + 150
@@ -423,6 +424,13 @@ def _cli(args: list[str], root: Path, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
+def _ctrl_c_reaches() -> None:
+    """In the child before it starts: Ctrl-C (SIGINT) back to its default, as in a terminal. A shell that starts a
+    job in the background (CI under ``nohup ... &``) passes SIGINT on ignored, and Python then installs no
+    KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _limit_file_size() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
@@ -431,7 +439,7 @@ def _limit_file_size() -> None:
 def test_file_size_limit_and_ctrl_c_are_one_line(tmp_path):
     data._mnist1d_arrays(600, "data")  # the cache exists before the limit
     limited = _cli(["train", "--quiet", *tiny_args()], tmp_path / "a", preexec_fn=_limit_file_size)
-    long = _cli(["train", "--quiet", *tiny_args("optim.epochs=100000")], tmp_path / "b")
+    long = _cli(["train", "--quiet", *tiny_args("optim.epochs=100000")], tmp_path / "b", preexec_fn=_ctrl_c_reaches)
     try:
         _interrupt_and_check(limited, long, tmp_path)
     finally:  # a failed check must not leave a 100000-epoch run behind
