@@ -107,7 +107,7 @@ def _mini_book(root: Path) -> None:
     shutil.copy2(ROOT / "book" / "images" / "00_regime.md", root / "book" / "images" / "00_regime.md")
     (root / "book" / "images" / "00_regime.md").write_text(
         "\n".join(line for line in (ROOT / "book" / "images" / "00_regime.md").read_text().splitlines()
-                  if "{cite:p}" not in line) + "\n")  # the mini book has no bibliography
+                  if "{cite:p}" not in line and "{doc}" not in line) + "\n")  # no bibliography, no verdicts page
     (root / "notebooks").mkdir()
     (root / "notebooks" / "profiles.yml").write_text("a: {images: {x: 2}}\nb: {}\n")
     kernelspec = {"name": book.KERNEL, "display_name": "Python 3", "language": "python"}
