@@ -103,8 +103,7 @@ def regime(chapter: str, dataset: str, num_classes: int, networks: Sequence[str]
                 raise ValueError(f"regime: the dense frame lacks column {col!r}; columns: {list(dense.columns)}")
         accuracy = {str(n): list(mean_interval(g["acc"].dropna())) for n, g in dense.groupby("network", sort=False)
                     if g["acc"].notna().any()}
-    gain = {} if length is None else {str(n): list(mean_interval(g["longer"] - g["acc"], (-100.0, 100.0)))
-                                      for n, g in length.groupby("network", sort=False)}
+    gain = {} if length is None else {n: list(g) for n, g in length_gains(length).items()}
     return Regime(chapter, dataset, int(num_classes), tuple(map(str, networks)), int(epochs),
                   tuple(float(d) for d in densities), accuracy, tuple(notes), bool(dense_runs), gain)
 
@@ -239,16 +238,24 @@ def length_check(configs: Mapping[str, Sequence[RunConfig]], root: str | Path | 
     return pd.DataFrame([{"network": name, "seed": cfg.seed, "epochs": cfg.optim.epochs,
                           "acc": 100 * results[i].metrics["test_accuracy"],
                           "longer": 100 * results[n + i].metrics["test_accuracy"]}
-                         for i, (name, cfg) in enumerate(pairs)], columns=["network", "seed", "epochs", "acc", "longer"])
+                         for i, (name, cfg) in enumerate(pairs)],
+                        columns=["network", "seed", "epochs", "acc", "longer"])
+
+
+def length_gains(length: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """:func:`length_check`'s gain per network in points (longer - chapter's run, paired by seed): mean and 95%
+    t-interval (:func:`rplib.claims.mean_interval`, kept inside the range of a difference of accuracies)."""
+    return {str(n): mean_interval(g["longer"] - g["acc"], (-100.0, 100.0))
+            for n, g in length.groupby("network", sort=False)}
 
 
 def length_table(length: pd.DataFrame, factor: int = LENGTH_FACTOR) -> pd.DataFrame:
     """:func:`length_check` per network: the seeds, test accuracy (%) at the chapter's epochs and at ``factor``
     times as many, mean [95% CI] over seeds (intersected with the range of an accuracy), and the gain in points
     (its mean above :data:`LENGTH_TOLERANCE`: short of convergence)."""
-    rows = []
+    rows, gains = [], length_gains(length)
     for name, g in length.groupby("network", sort=False):
-        gain = mean_interval(g["longer"] - g["acc"], (-100.0, 100.0))
+        gain = gains[name]
         epochs = int(g["epochs"].iloc[0])
         rows.append({"network": name, "seeds": len(g),
                      f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"], (0.0, 100.0))),
