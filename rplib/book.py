@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import os
 import re
 import shutil
@@ -603,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rplib.book: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # nbclient's pending cell task may end with the dead kernel's error after the interrupt; asyncio would
+        # log it with a traceback when the task is collected at exit, after the one line below
+        logging.getLogger("asyncio").disabled = True
         print("rplib.book: error: interrupted", file=sys.stderr)
         return 130
     return 0
