@@ -63,6 +63,8 @@ __all__ = [
     "SPLITS",
     "DataConfig",
     "DataBundle",
+    "MNIST1D_FRESH_SEED",
+    "mnist1d_fresh_test",
     "IMAGE_SETS",
     "input_spec",
     "load",
@@ -446,12 +448,16 @@ def _arrays_sha256(arrays: tuple[np.ndarray, ...]) -> str:
     return h.hexdigest()
 
 
-def _generate_mnist1d(num_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run the generator; it reseeds Python's and NumPy's global RNGs, whose states are restored afterwards."""
+def _generate_mnist1d(num_samples: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                          np.ndarray]:
+    """Run the generator (with its default seed, else ``seed``); it reseeds Python's and NumPy's global RNGs,
+    whose states are restored afterwards."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples = num_samples
+    if seed is not None:
+        args.seed = seed
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         d = make_dataset(args)
@@ -460,6 +466,37 @@ def _generate_mnist1d(num_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         np.random.set_state(np_state)
     return (d["x"][:, None, :].astype(np.float32), d["y"].astype(np.int64),
             d["x_test"][:, None, :].astype(np.float32), d["y_test"].astype(np.int64))
+
+
+#: the generator seed of :func:`mnist1d_fresh_test`'s examples (the book's data set is generated with seed 42)
+MNIST1D_FRESH_SEED = 20261203
+
+
+def mnist1d_fresh_test(cfg: DataConfig, n: int, seed: int = MNIST1D_FRESH_SEED) -> tuple[Tensor, Tensor]:
+    """``n`` new MNIST-1D examples (inputs, labels) on the CPU, standardised like the test set of ``load(cfg)``.
+
+    The package's generator draws them from the data set's own distribution (its default arguments) with
+    generator seed ``seed`` instead of the data set's: a second test set as large as one likes, which no run
+    trained or was selected on. :mod:`rplib.spread` measures on it how much of an effect's spread is the
+    sampling of the book's test set.
+    """
+    if cfg.name != "mnist1d":
+        raise ValueError(f"mnist1d_fresh_test: dataset {cfg.name!r} has no generator; valid datasets: mnist1d")
+    if not (_is_int(n) and n >= 10):
+        raise ValueError(f"mnist1d_fresh_test: n must be an integer >= 10, got {n!r}")
+    x, y = _fresh_mnist1d(n, seed)
+    bundle = load(cfg)
+    return _normalise(torch.tensor(x), bundle.mean, bundle.std), torch.tensor(y)
+
+
+@functools.lru_cache(maxsize=2)
+def _fresh_mnist1d(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's ``n`` examples at ``seed`` (its train and test parts together), read-only, kept per process."""
+    x_tr, y_tr, x_te, y_te = _generate_mnist1d(n, seed)
+    x, y = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -235,6 +235,16 @@ class Local(Executor):
                 raise
 
 
+def _cancelled(job: Any) -> BaseException | None:
+    """The error of a job that Slurm cancelled without a result, at once: submitit would first wait 15 s for
+    a result file that a cancelled job never writes."""
+    from submitit.core.utils import UncompletedJobError
+
+    if not job.state.startswith("CANCELLED") or job.paths.result_pickle.exists():
+        return None
+    return UncompletedJobError(f"Job {job.job_id} was cancelled\nhas not produced any output (state: {job.state})")
+
+
 @dataclass
 class Slurm(Executor):
     """One Slurm job array per grid through submitit; ``settings`` as in :data:`SLURM_SETTINGS`."""
@@ -268,7 +278,7 @@ class Slurm(Executor):
                 last_check = time.monotonic()
             for job in [j for j in pending if j.done()]:
                 cfg = pending.pop(job)
-                err = job.exception()
+                err = _cancelled(job) or job.exception()
                 if err is not None:
                     err = type(err)(f"{_one_line(err)} (Slurm job {job.job_id}, log {job.paths.stderr})")
                 done(cfg, err)

@@ -58,7 +58,7 @@ from .sparsity import layerwise_densities
 from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
 
 __all__ = ["run", "Result", "FastPath", "resolve_device", "count_flops", "run_threads", "show_progress", "time_epoch",
-           "TrainingError", "RunInterrupted", "MIN_PRUNABLE_WEIGHTS"]
+           "TrainingError", "RunInterrupted", "MIN_PRUNABLE_WEIGHTS", "trained_network"]
 
 _REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
 _CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step", "hash", "shapes")
@@ -239,6 +239,26 @@ def _checkpoint_mismatch(ckpt: dict[str, Any], run_hash: str, model: nn.Module, 
             return (f"its parameter shapes differ from this run's network ({diff[0]}: {recorded.get(diff[0])} "
                     f"instead of {expected.get(diff[0])})")
     return None
+
+
+def trained_network(result: Result) -> nn.Module:
+    """The finished run's network with its final weights, on the CPU in eval mode, from the last epoch checkpoint
+    in ``result``'s run directory; a checkpoint of another run, of an earlier epoch or of other shapes is refused
+    with a one-line :class:`StoreError`."""
+    cfg = result.config
+    in_shape, num_classes = rdata.input_spec(cfg.data)
+    model = build(cfg.model.name, num_classes, in_shape=in_shape, **cfg.model.options())
+    path = Path(result.path) / "checkpoint.pt"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt["hash"] != cfg.hash or ckpt["epoch"] != cfg.optim.epochs:
+            raise ValueError(f"it holds epoch {ckpt['epoch']!r} of run {ckpt['hash']}, not epoch {cfg.optim.epochs} "
+                             f"of run {cfg.hash}")
+        model.load_state_dict(ckpt["model"])
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, ValueError, KeyError, TypeError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StoreError(f"{path} holds no final network of this run ({problem})") from None
+    return model.eval()
 
 
 def _preflight(cfg: RunConfig) -> None:

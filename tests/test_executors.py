@@ -254,9 +254,9 @@ def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, seria
 
 @pytest.mark.slow
 def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
-    # about 15 s of training after the first checkpoint: far longer than squeue, scancel and Slurm's
-    # KillWait (submitit jobs ignore SIGTERM, so a cancelled job runs on until SIGKILL)
-    cfg = tiny(**{"optim.epochs": 150, "data.num_samples": 2000, "sparsity.method": "random",
+    # about 6 s of training after the first checkpoint: longer than squeue, scancel and Slurm's KillWait
+    # of 2 s (submitit jobs ignore SIGTERM, so a cancelled job runs on until SIGKILL)
+    cfg = tiny(**{"optim.epochs": 100, "data.num_samples": 2000, "sparsity.method": "random",
                   "sparsity.density": 0.3})
     root = tmp_path / "runs"
     rd = RunDir(root, cfg.hash)

@@ -1,11 +1,13 @@
 """The store executes nothing, refuses inconsistent results, and every bad input is a one-line error."""
 
+import contextlib
+import io
 import json
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,28 @@ def tiny(**changes) -> RunConfig:
 
 
 def cli(*args: str, root: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RPLIB_RUNS=str(root), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "rplib.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    """``python -m rplib.cli *args`` with ``RPLIB_RUNS=root`` (and ``env``), run in this process (the command's
+    ``main``, without a new interpreter importing torch): its exit status and what it printed. An exception
+    that escapes ``main`` is exit 1 with its traceback on stderr, as the interpreter would end a process."""
+    from rplib import cli as command
+
+    out, err = io.StringIO(), io.StringIO()
+    saved, threads = dict(os.environ), torch.get_num_threads()
+    os.environ.update({"RPLIB_RUNS": str(root), **(env or {})})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = command.main(list(args))
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 1
+            except Exception:  # noqa: BLE001 - shown as the interpreter would show it
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["rplib", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(out: subprocess.CompletedProcess) -> str:
