@@ -45,7 +45,8 @@ from tqdm.auto import tqdm
 from . import chapters
 from .claims import CLAIMS, mean_over_cases
 from .data import MNIST1D_FRESH_SEED, mnist1d_fresh_test, split_sizes
-from .power import seeds_needed
+from .numbers import fixed
+from .power import PILOT, seeds_needed
 from .profiles import plan
 from .store import RunDir, atomic_write_text
 from .train import Result, trained_network
@@ -191,7 +192,8 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
             rows.append({"claim": claim_id, "chapter": chapter, "unit": c.unit, "seeds": len(effects),
                          "table": isinstance(effects, pd.DataFrame),
                          "test examples": n_book, "spread (book test set)": sd_book,
-                         "spread (fresh test set)": sd_fresh, "test-set share": share(sd_book, sd_fresh, n_book, samples),
+                         "spread (fresh test set)": sd_fresh,
+                         "test-set share": share(sd_book, sd_fresh, n_book, samples),
                          "share low": low, "share high": high,
                          "mean (book test set)": float(np.mean(effects.to_numpy())),
                          "mean (fresh test set)": float(np.mean(fresh[claim_id].to_numpy())),
@@ -201,39 +203,55 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
 
 
 def _pct(v: float) -> str:
-    return f"{100 * v:.0f}%"
+    return f"{fixed(100 * v, 0)}%"
+
+
+def _signed(v: float) -> str:
+    text = fixed(v, 2)
+    return text if text.startswith("-") or text == "0" else f"+{text}"
 
 
 def spread_markdown(t: pd.DataFrame, samples: int = FRESH_SAMPLES) -> str:
-    """The page's table and the sentences that read it, every number from ``t``."""
+    """The page's table and the sentences that read it, every number from ``t`` (and the power table's pilots)."""
     n_book = int(t["test examples"].iloc[0])
-    lines = [f"| claim | seeds | spread per seed, {n_book} test examples | spread, {samples:,} fresh examples | "
-             "test set's share of the variance [95% bootstrap] | mean effect, book's test set | "
-             "mean effect, fresh examples | seeds for 80% power: book's test set / fresh |",
-             "|---|---|---|---|---|---|---|---|"]
+    units = ", ".join(sorted(set(t["unit"])))
+    lines = [f"Spreads and effects are in the claims' units ({units}). For a claim that compares one "
+             "reference with several rivals (per rival), the spread is the root mean square of the rivals' "
+             "spreads and the mean effect the mean over its rivals.", "",
+             f"| claim | seeds | pilot spread (power table) | spread per seed, {n_book} test examples | "
+             f"spread, {samples:,} fresh examples | test set's share of the variance [95% bootstrap] | "
+             "mean effect, book's test set | mean effect, fresh examples | "
+             "seeds for 80% power: book's test set / fresh |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for k, r in t.iterrows():
-        table = " (mean over its rivals)" if r["table"] else ""
-        lines.append(f"| `{k}`{table} | {r['seeds']} | {r['spread (book test set)']:.3g} {r['unit']} | "
-                     f"{r['spread (fresh test set)']:.3g} {r['unit']} | {_pct(r['test-set share'])} "
-                     f"[{_pct(r['share low'])}, {_pct(r['share high'])}] | {r['mean (book test set)']:+.3g} | "
-                     f"{r['mean (fresh test set)']:+.3g} | {r['seeds needed (book test set)']} / "
-                     f"{r['seeds needed (fresh test set)']} |")
+        table = " (per rival)" if r["table"] else ""
+        lines.append(f"| `{k}`{table} | {r['seeds']} | {fixed(PILOT[k].sd, 2)} | "
+                     f"{fixed(r['spread (book test set)'], 2)} | {fixed(r['spread (fresh test set)'], 2)} | "
+                     f"{_pct(r['test-set share'])} [{_pct(r['share low'])}, {_pct(r['share high'])}] | "
+                     f"{_signed(r['mean (book test set)'])} | {_signed(r['mean (fresh test set)'])} | "
+                     f"{r['seeds needed (book test set)']} / {r['seeds needed (fresh test set)']} |")
     shares = t["test-set share"]
     fewer = t[t["seeds needed (fresh test set)"] < t["seeds needed (book test set)"]]
     shift = (t["mean (fresh test set)"] - t["mean (book test set)"]).abs()
     cut = (fewer["seeds needed (book test set)"] - fewer["seeds needed (fresh test set)"]) \
         / fewer["seeds needed (book test set)"]
     most = ", ".join(f"`{k}` ({fewer.loc[k, 'seeds needed (book test set)']} to "
-                     f"{fewer.loc[k, 'seeds needed (fresh test set)']})" for k in cut.sort_values(ascending=False).index[:3])
+                     f"{fewer.loc[k, 'seeds needed (fresh test set)']})"
+                     for k in cut.sort_values(ascending=False).index[:3])
+    wider = [k for k in t.index if t.loc[k, "spread (book test set)"] > PILOT[k].sd]
     lines += ["", f"Over the {len(t)} claims, the sampling of the {n_book} test examples makes "
               f"{_pct(shares.median())} of the seed-to-seed variance at the median (from {_pct(shares.min())} "
               f"to {_pct(shares.max())}); the rest is training's (initialisation, mask, batch order). "
               f"With 5 or 10 seeds each claim's share is a rough figure (its interval is wide, and a negative "
-              f"estimate only means that the two spreads are within noise of each other). "
+              f"estimate only means that the two spreads are within noise of each other).", "",
               f"A test set of {samples:,} examples would cut the seeds that 80% power needs for "
-              f"{len(fewer)} of them, most for {most}. On the fresh examples the mean effects move by "
-              f"{shift.median():.2g} points at the median (at most {shift.max():.2g}): the part of the test "
-              f"set's error that all seeds share."]
+              f"{len(fewer)} of them, most for {most}. The spreads of the confirmatory runs exceed the pilot "
+              f"spreads the seeds were chosen with for {len(wider)} of the {len(t)} claims: the power table "
+              f"promised more than these runs could deliver, and the seed counts of the last column, at the "
+              f"spreads measured here, are the ones to plan a next run with.", "",
+              f"On the fresh examples the mean effects move by {fixed(shift.median(), 2)} points at the median "
+              f"(at most {fixed(shift.max(), 2)}): the part of the test set's error that every seed shares, which "
+              f"no interval over seeds contains."]
     return "\n".join(lines)
 
 
@@ -272,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rplib.spread", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", required=True, help="the store where the profile's chapters have finished")
     ap.add_argument("--data-root", default="data", help="where MNIST-1D is kept (default: data)")
-    ap.add_argument("--samples", type=int, default=FRESH_SAMPLES, help=f"fresh test examples (default: {FRESH_SAMPLES})")
+    ap.add_argument("--samples", type=int, default=FRESH_SAMPLES,
+                    help=f"fresh test examples (default: {FRESH_SAMPLES})")
     ap.add_argument("--profile", default="cpu", help="the profile whose chapters ran (default: cpu)")
     args = ap.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ import torch
 from rplib import chapters, spread, train
 from rplib.data import DataConfig, load, mnist1d_fresh_test
 from rplib.grid import run_grid
+from rplib.numbers import fixed
 from rplib.store import StoreError
 
 SCHEMES = {"seeds": 3, "epochs": 1, "num_samples": 1000, "schemes": ["uniform", "erk"],
@@ -101,7 +102,7 @@ def test_spread_table_and_page_from_a_chapters_store(store, tmp_path, monkeypatc
         assert r["share low"] <= r["share high"]
     page = spread.write_spread(t, 400, root=tmp_path).read_text()
     assert "`erk_beats_uniform`" in page and "400 fresh examples" in page
-    assert f"{t.loc['erk_beats_uniform', 'spread (book test set)']:.3g}" in page
+    assert f"| {fixed(t.loc['erk_beats_uniform', 'spread (book test set)'], 2)} |" in page
 
 
 def test_a_chapter_not_run_in_the_store_is_one_line_before_any_work(store, tmp_path, monkeypatch):
