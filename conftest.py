@@ -10,9 +10,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker per core and one more, which runs while the others wait on a Slurm job, a
-    subprocess's start-up or a browser."""
-    return (os.cpu_count() or 1) + 1
+    """``-n auto``: one worker per core and two more, which run while others wait on a Slurm job, a
+    subprocess's start-up or a browser (on two cores: 8 min 39 s from a fresh clone against 9 min 45 s with
+    one more worker than cores)."""
+    return (os.cpu_count() or 1) + 2
 
 
 @pytest.hookimpl(tryfirst=True)
