@@ -22,7 +22,9 @@ book's shows its size for each claim.
 The effects are each chapter's own (:data:`EFFECTS`: its ``claim_effects`` from its results), recomputed with
 each run's accuracy on the fresh examples in place of its test accuracy. Each run's final network
 (:func:`rplib.train.trained_network`) must reproduce its stored test accuracy on the book's test set first,
-so that the networks measured are the ones the verdicts rest on. Only the chapters on MNIST-1D take part:
+so that the networks measured are the ones the verdicts rest on (a check made for a store trained on the CPU,
+as the cpu profile is: a network trained on a GPU may score an example or two differently here, and is then
+refused). Only the chapters on MNIST-1D take part:
 scikit-learn's digits (chapters 6 and 7) have no generator.
 
 ``python -m rplib.spread --runs <store>`` measures the cpu profile's chapters in a store where they have

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from rplib import chapters, spread, train
+from rplib.claims import CLAIMS
 from rplib.data import DataConfig, load, mnist1d_fresh_test
 from rplib.grid import run_grid
 from rplib.numbers import fixed
@@ -111,3 +113,25 @@ def test_a_chapter_not_run_in_the_store_is_one_line_before_any_work(store, tmp_p
     with pytest.raises(ValueError, match=r"03_schemes: 9 of 9 runs have not finished in .*run the chapter first"):
         spread.spread_table(tmp_path / "empty", "data", samples=400, progress=False)
     assert not (tmp_path / "empty").exists()
+
+
+def _fake_results(chapter: str, p, seed: int) -> list:
+    """The chapter's grid as finished results with random accuracies (nothing trained)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in spread._grid(chapter, p):
+        metrics = {"test_accuracy": float(rng.uniform(0.3, 0.9)), "val_accuracy": float(rng.uniform(0.3, 0.9)),
+                   "density": c.sparsity.density if c.sparsity.method != "dense" else 1.0, "hash": c.hash,
+                   "epochs": c.optim.epochs, "test_loss": 1.0}
+        out.append(train.Result(c, metrics, [], Path("unused") / c.hash))
+    return out
+
+
+@pytest.mark.parametrize("chapter", sorted(spread.EFFECTS))
+def test_each_mnist1d_chapter_gives_every_claim_its_effects_from_the_test_accuracies(chapter):
+    p = chapters.params(chapter, {"seeds": 2})
+    one = spread.EFFECTS[chapter](p, _fake_results(chapter, p, 0))
+    assert set(one) == {c.id for c in CLAIMS.values() if c.chapter == chapter}
+    other = spread.EFFECTS[chapter](p, _fake_results(chapter, p, 1))
+    for claim_id, effects in one.items():
+        assert len(effects) == 2 and not np.allclose(effects.to_numpy(), other[claim_id].to_numpy()), claim_id
