@@ -17,7 +17,9 @@ over seeds gives the share's interval.
 
 Every seed shares the book's test set, so its sampling also moves every seed's effect together: that part is
 in no seed-to-seed spread and no interval. The mean effect on the fresh examples beside the mean on the
-book's shows its size for each claim.
+book's shows one draw of it for each claim, and :func:`shared_error` its standard error: the spread of the
+mean effect over resamples of the book's test examples, the trained networks held fixed, beside the seeds'
+standard error that the interval is built from.
 
 The effects are each chapter's own (:data:`EFFECTS`: its ``claim_effects`` from its results), recomputed with
 each run's accuracy on the fresh examples in place of its test accuracy. Each run's final network
@@ -45,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import chapters
-from .claims import CLAIMS, mean_over_cases
+from .claims import CLAIMS, decide, mean_over_cases
 from .data import MNIST1D_FRESH_SEED, mnist1d_fresh_test, split_sizes
 from .numbers import fixed
 from .power import PILOT, seeds_needed
@@ -53,12 +55,15 @@ from .profiles import plan
 from .store import RunDir, atomic_write_text
 from .train import Result, trained_network
 
-__all__ = ["FRESH_SAMPLES", "EFFECTS", "chapter_results", "accuracy", "fresh_results", "spread", "share",
-           "bootstrap_share", "spread_table", "spread_markdown", "write_spread", "main"]
+__all__ = ["FRESH_SAMPLES", "EFFECTS", "chapter_results", "hits", "accuracy", "fresh_results", "shared_error",
+           "spread", "share", "bootstrap_share", "widened", "spread_table", "spread_markdown", "write_spread", "main"]
 
 FRESH_SAMPLES = 10_000  # fresh MNIST-1D test examples: 12.5 times the book's 800
 BOOTSTRAP = 2000  # resamples of the seeds behind each share's interval
+SHARED_RESAMPLES = 200  # resamples of the book's test examples behind each claim's shared test-set error
 PAGE = Path("book") / "spread.md"
+SEED_SE, TEST_SE = "seeds' standard error", "test set's standard error"  # of a claim's mean effect
+WIDE = "verdict, test set's error counted"
 
 
 def _scaling(p, results: list[Result]) -> dict:
@@ -107,32 +112,60 @@ def chapter_results(chapter: str, p, runs: Path | str) -> list[Result]:
     return [Result.load(d) for d in dirs]
 
 
+def hits(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> np.ndarray:
+    """Which examples of ``x`` ``model`` classifies as ``y`` (a boolean array)."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]).argmax(1) == y[i:i + batch] for i in range(0, len(y), batch)]).numpy()
+
+
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> float:
     """The share of ``x`` that ``model`` classifies as ``y``."""
-    with torch.no_grad():
-        hits = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
-    return hits / len(y)
+    return float(hits(model, x, y, batch).mean())
+
+
+def _with_accuracy(r: Result, value: float) -> Result:
+    return dataclasses.replace(r, metrics={**r.metrics, "test_accuracy": value})
 
 
 def fresh_results(results: Sequence[Result], data_root: str, samples: int = FRESH_SAMPLES,
-                  progress: bool = True) -> list[Result]:
+                  progress: bool = True) -> tuple[list[Result], dict[str, np.ndarray]]:
     """``results`` with each test accuracy replaced by its final network's accuracy on ``samples`` fresh
-    MNIST-1D examples; each network must first reproduce its stored test accuracy on the book's test set."""
+    MNIST-1D examples, and each network's hits on the book's test set (run hash -> boolean array), which must
+    first reproduce its stored test accuracy."""
     from .data import load
 
-    out, sets = [], {}
+    out, book_hits, sets = [], {}, {}
     for r in tqdm(results, desc="fresh test set", unit="run", disable=not progress, leave=False):
         data = dataclasses.replace(r.config.data, root=data_root)
         if data not in sets:  # the standardisation follows each run's training split
             sets[data] = load(data).test, mnist1d_fresh_test(data, samples)
         (test, fresh_set), model = sets[data], trained_network(r)
-        stored, again = r.metrics["test_accuracy"], accuracy(model, *test)
+        book_hits[r.config.hash] = hits(model, *test)
+        stored, again = r.metrics["test_accuracy"], float(book_hits[r.config.hash].mean())
         if abs(again - stored) > 0.5 / len(test[1]):
             raise ValueError(f"run {r.config.hash}: its final network scores {again:.4f} on the book's test set, "
                              f"not the stored {stored:.4f}; its checkpoint is not the network the metrics came from")
-        fresh = accuracy(model, *fresh_set)
-        out.append(dataclasses.replace(r, metrics={**r.metrics, "test_accuracy": fresh}))
-    return out
+        out.append(_with_accuracy(r, accuracy(model, *fresh_set)))
+    return out, book_hits
+
+
+def shared_error(chapter: str, p, results: Sequence[Result], book_hits: dict[str, np.ndarray],
+                 resamples: int = SHARED_RESAMPLES, seed: int = 0) -> dict[str, float]:
+    """Claim id -> the standard error that the sampling of the book's test examples alone gives the claim's mean
+    effect over seeds, the trained networks held fixed: the standard deviation, over resamples of the test
+    examples (drawn with replacement, one draw for every run at once, as every run is scored on the same
+    examples), of the mean effect recomputed from the resampled accuracies (a table claim: the mean over its
+    rivals too)."""
+    sizes = {len(h) for h in book_hits.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"{chapter}: the runs were scored on test sets of different sizes {sorted(sizes)}")
+    n, rng, means = sizes.pop(), np.random.default_rng(seed), {}
+    for _ in range(resamples):
+        rows = rng.integers(0, n, n)
+        resampled = [_with_accuracy(r, float(book_hits[r.config.hash][rows].mean())) for r in results]
+        for claim_id, effects in EFFECTS[chapter](p, resampled).items():
+            means.setdefault(claim_id, []).append(float(np.mean(effects.to_numpy())))
+    return {claim_id: float(np.std(m, ddof=1)) for claim_id, m in means.items()}
 
 
 def spread(effects: pd.Series | pd.DataFrame) -> float:
@@ -167,6 +200,13 @@ def bootstrap_share(book: pd.Series | pd.DataFrame, fresh: pd.Series | pd.DataFr
     return float(low), float(high)
 
 
+def widened(effects: pd.Series | pd.DataFrame, factor: float) -> pd.Series | pd.DataFrame:
+    """``effects`` spread ``factor`` times as far about their mean (per rival for a table): the same mean, a
+    standard deviation ``factor`` times as large, so that the claim's own rule (:func:`rplib.claims.decide`)
+    decides with an interval ``factor`` times as wide."""
+    return effects.mean() + factor * (effects - effects.mean())
+
+
 def _needed(claim, sd: float) -> int:
     return seeds_needed(claim, sd) if sd > 0 else 2  # effects that do not vary: the fewest seeds a rule takes
 
@@ -186,11 +226,14 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
         results = chapter_results(chapter, p, runs)
         n_book = split_sizes(results[0].config.data)["test"]
         book = EFFECTS[chapter](p, results)
-        fresh = EFFECTS[chapter](p, fresh_results(results, data_root, samples, progress))
+        fresh_scored, book_hits = fresh_results(results, data_root, samples, progress)
+        fresh = EFFECTS[chapter](p, fresh_scored)
+        shared = shared_error(chapter, p, results, book_hits)
         for claim_id, effects in book.items():
             c = CLAIMS[claim_id]
             sd_book, sd_fresh = spread(effects), spread(fresh[claim_id])
             low, high = bootstrap_share(effects, fresh[claim_id], n_book, samples)
+            factor = float(np.sqrt(1 + (shared[claim_id] / (sd_book / np.sqrt(len(effects)))) ** 2))
             rows.append({"claim": claim_id, "chapter": chapter, "unit": c.unit, "seeds": len(effects),
                          "table": isinstance(effects, pd.DataFrame),
                          "test examples": n_book, "spread (book test set)": sd_book,
@@ -199,6 +242,9 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
                          "share low": low, "share high": high,
                          "mean (book test set)": float(np.mean(effects.to_numpy())),
                          "mean (fresh test set)": float(np.mean(fresh[claim_id].to_numpy())),
+                         SEED_SE: sd_book / np.sqrt(len(effects)), TEST_SE: shared[claim_id],
+                         "verdict": decide(c, effects).verdict,
+                         WIDE: decide(c, widened(effects, factor)).verdict,
                          "seeds needed (book test set)": _needed(c, sd_book),
                          "seeds needed (fresh test set)": _needed(c, sd_fresh)})
     return pd.DataFrame(rows).set_index("claim")
@@ -223,14 +269,18 @@ def spread_markdown(t: pd.DataFrame, samples: int = FRESH_SAMPLES) -> str:
              f"| claim | seeds | pilot spread (power table) | spread per seed, {n_book} test examples | "
              f"spread, {samples:,} fresh examples | test set's share of the variance [95% bootstrap] | "
              "mean effect, book's test set | mean effect, fresh examples | "
+             "standard error of the mean effect: seeds / test set (shared) | "
+             "raw verdict: as published / with the test set's error counted | "
              "seeds for 80% power: book's test set / fresh |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, r in t.iterrows():
         table = " (per rival)" if r["table"] else ""
         lines.append(f"| `{k}`{table} | {r['seeds']} | {fixed(PILOT[k].sd, 2)} | "
                      f"{fixed(r['spread (book test set)'], 2)} | {fixed(r['spread (fresh test set)'], 2)} | "
                      f"{_pct(r['test-set share'])} [{_pct(r['share low'])}, {_pct(r['share high'])}] | "
                      f"{_signed(r['mean (book test set)'])} | {_signed(r['mean (fresh test set)'])} | "
+                     f"{fixed(r[SEED_SE], 2)} / {fixed(r[TEST_SE], 2)} | "
+                     f"{r['verdict']} / {r[WIDE]} | "
                      f"{r['seeds needed (book test set)']} / {r['seeds needed (fresh test set)']} |")
     shares = t["test-set share"]
     fewer = t[t["seeds needed (fresh test set)"] < t["seeds needed (book test set)"]]
@@ -241,6 +291,8 @@ def spread_markdown(t: pd.DataFrame, samples: int = FRESH_SAMPLES) -> str:
                      f"{fewer.loc[k, 'seeds needed (fresh test set)']})"
                      for k in cut.sort_values(ascending=False).index[:3])
     wider = [k for k in t.index if t.loc[k, "spread (book test set)"] > PILOT[k].sd]
+    ratio = t[TEST_SE] / t[SEED_SE]
+    widest = float(np.sqrt(1 + ratio.max() ** 2))
     lines += ["", f"Over the {len(t)} claims, the sampling of the {n_book} test examples makes "
               f"{_pct(shares.median())} of the seed-to-seed variance at the median (from {_pct(shares.min())} "
               f"to {_pct(shares.max())}); the rest is training's (initialisation, mask, batch order). "
@@ -253,8 +305,27 @@ def spread_markdown(t: pd.DataFrame, samples: int = FRESH_SAMPLES) -> str:
               f"spreads measured here, are the ones to plan a next run with.", "",
               f"On the fresh examples the mean effects move by {fixed(shift.median(), 2)} points at the median "
               f"(at most {fixed(shift.max(), 2)}): the part of the test set's error that every seed shares, which "
-              f"no interval over seeds contains."]
+              f"no interval over seeds contains. Its typical size is the test set's standard error of the mean "
+              f"effect ({SHARED_RESAMPLES} resamples of the {n_book} test examples, the networks fixed): "
+              f"{fixed(t[TEST_SE].median(), 2)} points at the median, against the seeds' standard error of "
+              f"{fixed(t[SEED_SE].median(), 2)} from which the 95% intervals are built. It is at least half the "
+              f"seeds' for {int((ratio >= 0.5).sum())} of the {len(t)} claims. An interval that counted both would "
+              f"be wider by at most a factor of $\\sqrt{{1 + r^2}}$, $r$ the ratio of the two: "
+              f"{fixed(float(np.sqrt(1 + ratio.median() ** 2)), 2)} at the median, {fixed(widest, 2)} for "
+              f"`{ratio.idxmax()}` (the bootstrap's error also holds the part that varies between seeds, which "
+              f"the seeds' error already counts). " + _changed_sentence(t)]
     return "\n".join(lines)
+
+
+def _changed_sentence(t: pd.DataFrame) -> str:
+    """Which raw verdicts the widest interval that counts the test set's error would change."""
+    changed = t[t["verdict"] != t[WIDE]]
+    if changed.empty:
+        return ("Decided by their own rules with intervals widened that far, the claims keep their raw verdicts "
+                "(the table's next to last column).")
+    moves = ", ".join(f"`{k}` ({r['verdict']} to {r[WIDE]})" for k, r in changed.iterrows())
+    return (f"Decided by their own rules with intervals widened that far (the table's next to last column), "
+            f"{len(changed)} of the {len(t)} raw verdicts would change: {moves}.")
 
 
 _INTRO = """# Where the spread comes from
@@ -272,8 +343,10 @@ variances over seeds on the two test sets separate the sources (`rplib.spread`: 
 $(v_\\text{{book}} - v_\\text{{fresh}}) / (1 - {n_book}/{samples}) / v_\\text{{book}}$). The chapters on
 scikit-learn's digits (6 and 7) have no generator and are not in the table.
 
-The published verdicts stay those of the book's test set: the rules and the test set were fixed before
-the confirmatory runs, and this page was measured after them.
+Every seed is scored on the same {n_book} examples, so part of their sampling error moves every seed's
+effect alike: no spread over seeds contains it, and so no interval. The last paragraph below measures
+it. The published verdicts stay those of the book's test set: the rules and the test set were fixed
+before the confirmatory runs, and this page was measured after them.
 
 """
 

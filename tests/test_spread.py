@@ -59,7 +59,8 @@ def test_final_network_reproduces_the_stored_accuracy_and_refuses_another_runs_c
     try:
         (r.path / "checkpoint.pt").rename(r.path / "own.pt")
         (r.path / "checkpoint.pt.bak").rename(r.path / "checkpoint.pt")
-        with pytest.raises(StoreError, match=f"holds no final network of this run .*not epoch 1 of run {r.config.hash}"):
+        with pytest.raises(StoreError, match=f"holds no final network of this run .*not epoch 1 of run {r.config.hash}"
+                           ):
             train.trained_network(r)
     finally:
         (r.path / "own.pt").replace(r.path / "checkpoint.pt")
@@ -102,6 +103,8 @@ def test_spread_table_and_page_from_a_chapters_store(store, tmp_path, monkeypatc
         assert r["test-set share"] == pytest.approx(spread.share(r["spread (book test set)"],
                                                                  r["spread (fresh test set)"], 200, 400))
         assert r["share low"] <= r["share high"]
+        assert r[spread.SEED_SE] == pytest.approx(r["spread (book test set)"] / np.sqrt(3))
+        assert 0 < r[spread.TEST_SE] < 100
     page = spread.write_spread(t, 400, root=tmp_path).read_text()
     assert "`erk_beats_uniform`" in page and "400 fresh examples" in page
     assert f"| {fixed(t.loc['erk_beats_uniform', 'spread (book test set)'], 2)} |" in page
@@ -135,3 +138,32 @@ def test_each_mnist1d_chapter_gives_every_claim_its_effects_from_the_test_accura
     other = spread.EFFECTS[chapter](p, _fake_results(chapter, p, 1))
     for claim_id, effects in one.items():
         assert len(effects) == 2 and not np.allclose(effects.to_numpy(), other[claim_id].to_numpy()), claim_id
+
+
+def test_shared_test_set_error_is_zero_for_identical_networks_and_the_binomial_one_for_independent_ones():
+    p = chapters.params("03_schemes", {"seeds": 4})
+    results = _fake_results("03_schemes", p, 0)
+    n, rng = 400, np.random.default_rng(2)
+    same = rng.random(n) < 0.5
+    assert spread.shared_error("03_schemes", p, results, {r.config.hash: same for r in results})[
+        "erk_beats_uniform"] == 0
+    independent = {r.config.hash: rng.random(n) < 0.5 for r in results}
+    se = spread.shared_error("03_schemes", p, results, independent, resamples=400)["erk_beats_uniform"]
+    # per seed: 100 * (ERK - uniform) of two independent accuracies on n examples; the mean of 4 seeds
+    assert se == pytest.approx(100 * np.sqrt(2 * 0.25 / n / 4), rel=0.15)
+    with pytest.raises(ValueError, match="test sets of different sizes"):
+        spread.shared_error("03_schemes", p, results, {**independent, results[0].config.hash: same[:10]})
+
+
+def test_widened_effects_keep_their_mean_and_widen_the_interval_the_rule_decides_with():
+    from rplib.claims import decide
+
+    claim = CLAIMS["half_data_costs_nothing"]  # equivalence within +-1 point
+    effects = pd.Series([0.1, -0.2, 0.3, 0.0, 0.2, -0.1, 0.15, 0.05, -0.05, 0.1])
+    wide = spread.widened(effects, 3.0)
+    assert wide.mean() == pytest.approx(effects.mean()) and wide.std() == pytest.approx(3 * effects.std())
+    narrow_v, wide_v = decide(claim, effects), decide(claim, wide)
+    assert (wide_v.high - wide_v.low) == pytest.approx(3 * (narrow_v.high - narrow_v.low))
+    assert narrow_v.verdict == "agrees" and decide(claim, spread.widened(effects, 12.0)).verdict == "inconclusive"
+    table = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 3.0]})
+    assert (spread.widened(table, 2.0).mean() == table.mean()).all()
