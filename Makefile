@@ -15,11 +15,14 @@ env: $(VENV)/.installed
 # The environment is installed from requirements.lock (every package pinned, with hashes) by uv, itself
 # pinned with hashes in requirements-installer.lock; pyproject.toml holds the lower bounds.
 # `make lock` regenerates both from pyproject.toml (preferring the versions already locked).
+# Bytecode is compiled at install: a Python that does not write it (PYTHONDONTWRITEBYTECODE, read-only
+# trees) would otherwise compile torch & co. from source in every process, about 5 s more per start-up.
 $(VENV)/.installed: requirements.lock requirements-installer.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --require-hashes -r requirements-installer.lock
-	$(BIN)/uv pip install --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --require-hashes -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q rplib
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	touch $@
 

@@ -148,9 +148,9 @@ def test_shared_test_set_error_is_zero_for_identical_networks_and_the_binomial_o
     assert spread.shared_error("03_schemes", p, results, {r.config.hash: same for r in results})[
         "erk_beats_uniform"] == 0
     independent = {r.config.hash: rng.random(n) < 0.5 for r in results}
-    se = spread.shared_error("03_schemes", p, results, independent, resamples=400)["erk_beats_uniform"]
+    se = spread.shared_error("03_schemes", p, results, independent, resamples=150)["erk_beats_uniform"]
     # per seed: 100 * (ERK - uniform) of two independent accuracies on n examples; the mean of 4 seeds
-    assert se == pytest.approx(100 * np.sqrt(2 * 0.25 / n / 4), rel=0.15)
+    assert se == pytest.approx(100 * np.sqrt(2 * 0.25 / n / 4), rel=0.2)
     with pytest.raises(ValueError, match="test sets of different sizes"):
         spread.shared_error("03_schemes", p, results, {**independent, results[0].config.hash: same[:10]})
 
