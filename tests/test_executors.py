@@ -242,6 +242,7 @@ def slurm_env(monkeypatch, slurm_folder):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker runs the Slurm tests in turn: each finds only its own jobs queued
 def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, serial):
     root = tmp_path / "runs"
     bad = broken(tmp_path)
@@ -253,6 +254,7 @@ def test_slurm_array_equals_serial_and_names_failures(tmp_path, slurm_env, seria
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
 def test_slurm_cancelled_job_resumes_from_its_checkpoint(tmp_path, slurm_env):
     # about 6 s of training after the first checkpoint: longer than squeue, scancel and Slurm's KillWait
     # of 2 s (submitit jobs ignore SIGTERM, so a cancelled job runs on until SIGKILL)
