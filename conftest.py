@@ -11,8 +11,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per core and two more, which run while others wait on a Slurm job, a
-    subprocess's start-up or a browser (on two cores: 8 min 39 s from a fresh clone against 9 min 45 s with
-    one more worker than cores)."""
+    subprocess's start-up or a browser (on two cores, CI from a fresh clone took 8 min 39 s against 9 min 45 s
+    with one worker more than cores, both before make env compiled bytecode at install)."""
     return (os.cpu_count() or 1) + 2
 
 
