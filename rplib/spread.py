@@ -26,8 +26,7 @@ each run's accuracy on the fresh examples in place of its test accuracy. Each ru
 (:func:`rplib.train.trained_network`) must reproduce its stored test accuracy on the book's test set first,
 so that the networks measured are the ones the verdicts rest on (a check made for a store trained on the CPU,
 as the cpu profile is: a network trained on a GPU may score an example or two differently here, and is then
-refused). Only the chapters on MNIST-1D take part:
-scikit-learn's digits (chapters 6 and 7) have no generator.
+refused). Only the chapters on MNIST-1D take part: scikit-learn's digits (chapters 6 and 7) have no generator.
 
 ``python -m rplib.spread --runs <store>`` measures the cpu profile's chapters in a store where they have
 finished and writes ``book/spread.md``.
@@ -48,7 +47,7 @@ from tqdm.auto import tqdm
 
 from . import chapters
 from .claims import CLAIMS, decide, mean_over_cases
-from .data import MNIST1D_FRESH_SEED, mnist1d_fresh_test, split_sizes
+from .data import MNIST1D_FRESH_SEED, load, mnist1d_fresh_test, split_sizes
 from .numbers import fixed
 from .power import PILOT, seeds_needed
 from .profiles import plan
@@ -89,7 +88,8 @@ def _dst(p, results: list[Result]) -> dict:
     return d.claim_effects(d.frame({r.config.hash: r for r in results}), p)
 
 
-#: chapter -> (its grid's configs in run order, its claims' per-seed effects from results in that order)
+#: chapter -> its claims' per-seed effects (claim id -> Series, or seeds x rivals DataFrame) from the results of
+#: its grid (:func:`_grid`), in grid order
 EFFECTS: dict[str, Callable] = {"02_scaling": _scaling, "03_schemes": _schemes, "04_sanity_checks": _sanity,
                                 "05_dst_criteria": _dst}
 
@@ -132,8 +132,6 @@ def fresh_results(results: Sequence[Result], data_root: str, samples: int = FRES
     """``results`` with each test accuracy replaced by its final network's accuracy on ``samples`` fresh
     MNIST-1D examples, and each network's hits on the book's test set (run hash -> boolean array), which must
     first reproduce its stored test accuracy."""
-    from .data import load
-
     out, book_hits, sets = [], {}, {}
     for r in tqdm(results, desc="fresh test set", unit="run", disable=not progress, leave=False):
         data = dataclasses.replace(r.config.data, root=data_root)
@@ -215,7 +213,9 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
                  root: Path | str = ".", progress: bool = True) -> pd.DataFrame:
     """One row per claim of the MNIST-1D chapters of ``profile``: seeds, spread on the book's test set and on
     ``samples`` fresh examples, the test set's share of the variance (with its bootstrap interval), the mean
-    effect on both, and the seeds 80% power needs at either spread."""
+    effect on both, the standard errors of the mean from the seeds and from the test set's sampling
+    (:func:`shared_error`), the claim's raw verdict and its verdict with an interval widened to count both
+    (:func:`widened`), and the seeds 80% power needs at either spread."""
     rows = []
     for chapter, values in plan(profile, root=root).items():
         if chapter not in EFFECTS:
@@ -233,7 +233,8 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
             c = CLAIMS[claim_id]
             sd_book, sd_fresh = spread(effects), spread(fresh[claim_id])
             low, high = bootstrap_share(effects, fresh[claim_id], n_book, samples)
-            factor = float(np.sqrt(1 + (shared[claim_id] / (sd_book / np.sqrt(len(effects)))) ** 2))
+            seed_se = sd_book / np.sqrt(len(effects))
+            factor = float(np.sqrt(1 + (shared[claim_id] / seed_se) ** 2))
             rows.append({"claim": claim_id, "chapter": chapter, "unit": c.unit, "seeds": len(effects),
                          "table": isinstance(effects, pd.DataFrame),
                          "test examples": n_book, "spread (book test set)": sd_book,
@@ -242,7 +243,7 @@ def spread_table(runs: Path | str, data_root: str = "data", samples: int = FRESH
                          "share low": low, "share high": high,
                          "mean (book test set)": float(np.mean(effects.to_numpy())),
                          "mean (fresh test set)": float(np.mean(fresh[claim_id].to_numpy())),
-                         SEED_SE: sd_book / np.sqrt(len(effects)), TEST_SE: shared[claim_id],
+                         SEED_SE: seed_se, TEST_SE: shared[claim_id],
                          "verdict": decide(c, effects).verdict,
                          WIDE: decide(c, widened(effects, factor)).verdict,
                          "seeds needed (book test set)": _needed(c, sd_book),
