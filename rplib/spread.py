@@ -89,21 +89,15 @@ def _dst(p, results: list[Result]) -> dict:
 
 
 #: chapter -> its claims' per-seed effects (claim id -> Series, or seeds x rivals DataFrame) from the results of
-#: its grid (:func:`_grid`), in grid order
+#: its grid (the chapter module's ``grid``), in grid order
 EFFECTS: dict[str, Callable] = {"02_scaling": _scaling, "03_schemes": _schemes, "04_sanity_checks": _sanity,
                                 "05_dst_criteria": _dst}
-
-
-def _grid(chapter: str, p) -> list:
-    if chapter == "04_sanity_checks":
-        return [cfg for _, cfg in chapters.sanity.labelled_grid(p)]
-    return chapters.CHAPTERS[chapter].grid(p)
 
 
 def chapter_results(chapter: str, p, runs: Path | str) -> list[Result]:
     """The finished results of the chapter's grid under parameters ``p``, in grid order, read from the store
     ``runs`` (nothing is trained: a missing run is a one-line error naming how many are missing)."""
-    configs = _grid(chapter, p)
+    configs = chapters.CHAPTERS[chapter].grid(p)
     dirs = [RunDir(runs, c.hash) for c in configs]
     missing = [d.hash for d in dirs if not d.finished()]
     if missing:

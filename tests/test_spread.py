@@ -122,7 +122,7 @@ def _fake_results(chapter: str, p, seed: int) -> list:
     """The chapter's grid as finished results with random accuracies (nothing trained)."""
     rng = np.random.default_rng(seed)
     out = []
-    for c in spread._grid(chapter, p):
+    for c in chapters.CHAPTERS[chapter].grid(p):
         metrics = {"test_accuracy": float(rng.uniform(0.3, 0.9)), "val_accuracy": float(rng.uniform(0.3, 0.9)),
                    "density": c.sparsity.density if c.sparsity.method != "dense" else 1.0, "hash": c.hash,
                    "epochs": c.optim.epochs, "test_loss": 1.0}
