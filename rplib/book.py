@@ -215,7 +215,7 @@ def _regime_verdicts(chapter_dir: Path, root: Path | str) -> tuple[dict, dict, d
 def _detail_rows(claims: list, verdicts: tuple[dict, dict, dict, dict, dict], link: str) -> list[str]:
     """The rows of one regime's table for ``claims`` (see :data:`_DETAIL_HEAD`)."""
     from .claims import cases_note, interval_text
-    from .regime import dense_text, regime_notes, setting_text
+    from .regime import caveat, dense_text, regime_notes, setting_text
 
     found, held_out, regimes, declared, adjusted = verdicts
     rows = []
@@ -224,10 +224,10 @@ def _detail_rows(claims: list, verdicts: tuple[dict, dict, dict, dict, dict], li
         paper = _cell(f"{c.paper}: {c.paper_setting}; {c.paper_effect}")
         r = regimes.get(c.chapter)
         book_cell = f"{setting_text(r)}; dense: {dense_text(r)}" if r else "regime not recorded"
-        caveat = _cell("; ".join(x for x in [c.caveat, *(regime_notes(r) if r else [])] if x))
+        caution = _cell("; ".join(x for x in [caveat(c, r), *(regime_notes(r) if r else [])] if x))
         v = found.get(c.id)
         if v is None:
-            rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | not run | | | {caveat} |")
+            rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | not run | | | {caution} |")
             continue
         other = held_out.get(c.id, v.verdict)
         note = f" ({other} with the choice held out)" if other != v.verdict else ""
@@ -237,7 +237,7 @@ def _detail_rows(claims: list, verdicts: tuple[dict, dict, dict, dict, dict], li
                    + (f"; {differ}" if differ else ""))
         effect = v.detail or f"{interval_text(v)} {declared[c.id].unit}"
         rows.append(f"| {_cell(c.statement)} | {where} | {paper} | {_cell(book_cell)} | {_cell(verdict)} | "
-                    f"{_cell(effect)} | {v.n} | {caveat} |")
+                    f"{_cell(effect)} | {v.n} | {caution} |")
     return rows
 
 

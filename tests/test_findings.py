@@ -189,6 +189,31 @@ def test_the_findings_page_has_a_verdict_column_per_executed_regime(tmp_path):
     assert not any(CLAIMS["sparse_faster_at_005"].statement in x for x in images_claims)
 
 
+def test_a_regime_on_other_data_gives_that_datas_caveat_not_the_cpu_profiles(tmp_path):
+    """A claim's own caveat describes the cpu profile's MNIST-1D and digits; in a Fashion-MNIST regime the
+    chapter's regime table and the findings page give every claim the images profile tests its Fashion-MNIST
+    caveat instead (a caveat about 1-D CNNs beside LeNet-5 misleads)."""
+    import yaml
+
+    profiles = yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text())
+    tested = [c for c in CLAIMS.values() if "images" in profiles.get(c.chapter, {})]
+    assert len(tested) >= 15
+    for c in tested:
+        r = regime.Regime(c.chapter, "fashion_mnist", 10, ("lenet5",), 4, (0.1,))
+        text = regime.caveat(c, r)
+        assert text and not any(w in text for w in ("MNIST-1D", "1-D", "8x8", "digits:")), (c.id, text)
+        assert regime.caveat(c, dataclasses.replace(r, dataset="mnist1d")) == c.caveat
+        assert regime.regime_table(r).loc[c.id, "caveat"].startswith(text)
+
+    erk = CLAIMS["erk_beats_uniform"]
+    r = regime.Regime("03_schemes", "fashion_mnist", 10, ("lenet5",), 4, (0.02,))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "03_schemes.ipynb").write_text(json.dumps(_notebook([decide(erk, [1.0, 2.0, 1.5])], r)))
+    caution = _row(book.findings_markdown(tmp_path, ROOT), "erk_beats_uniform", 1)[7]
+    assert caution.startswith(regime.DATASET_CAVEATS["fashion_mnist"]["erk_beats_uniform"]), caution
+    assert erk.caveat not in caution
+
+
 # --------------------------------------------------------------------------- training length
 
 
