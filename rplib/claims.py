@@ -422,11 +422,12 @@ def _fmt(v: float) -> str:
 
 
 def interval_text(v: Verdict) -> str:
-    """``mean [low, high]`` of a verdict in :func:`rplib.numbers.interval`'s format (the mean alone without an
-    interval)."""
+    """``mean [low, high]`` of a verdict in :func:`rplib.numbers.interval`'s format, in the decimals of its claim's
+    unit (the mean alone without an interval)."""
     from .numbers import interval
 
-    return interval(v.estimate, v.low, v.high)
+    c = CLAIMS.get(v.claim) or CLAIMS_V1.get(v.claim)
+    return interval(v.estimate, v.low, v.high, unit=c.unit if c is not None else "")
 
 
 def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import mean_interval
-from .numbers import cell, fixed
+from .numbers import cell, fixed, interval
 
 __all__ = ["COLORS", "FIGURE_GROUPS", "QUALITATIVE", "STYLE", "BODY_PX", "MIN_TEXT_RATIO", "use_style", "color",
            "linestyle", "category_colors", "level_colors", "text_px", "figure_legend",
@@ -100,14 +100,16 @@ STYLE: dict[str, object] = {
 
 
 def use_style() -> None:
-    """Apply :data:`STYLE` and the book's float format in tables (:func:`rplib.numbers.cell`: ``0.01``, not
-    ``0.0100``); inside IPython also select the inline backend with retina PNG output.
+    """Apply :data:`STYLE`, the book's float format in tables (:func:`rplib.numbers.cell`: ``0.01``, not
+    ``0.0100``) and whole cells (no text cut to ``...``); inside IPython also select the inline backend with
+    retina PNG output.
 
     The inline backend is selected explicitly so that figures show even when ``MPLBACKEND=Agg``
     is set in the environment (as ``make`` does).
     """
     mpl.rcParams.update(STYLE)
     pd.set_option("display.float_format", cell)
+    pd.set_option("display.max_colwidth", None)  # a table shows a statement whole, never cut to "..."
     try:
         from IPython import get_ipython
     except ImportError:
@@ -180,18 +182,18 @@ def figure_legend(fig: plt.Figure, title: str | None = None, ncols: int | None =
                    ncols=ncols or min(len(handles), 5), frameon=False)
 
 
-def mean_ci(values: Iterable[float], digits: int = 1) -> str:
-    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), or just the mean for n < 2.
-
-    ``digits`` decimals for all three (:func:`rplib.numbers.fixed`: a value that rounds to zero is ``0``)."""
+def mean_ci(values: Iterable[float], digits: int = 1, bounds: tuple[float, float] | None = None) -> str:
+    """``"mean [low, high]"``: the mean and its 95% Student-t interval (scipy), kept inside ``bounds`` (e.g. 0-100
+    for an accuracy in %), in :func:`rplib.numbers.interval`'s format with ``digits`` decimals for all three; the
+    mean alone for n < 2, ``mean (no spread)`` when every value is the same."""
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return ""
-    mean, low, high = mean_interval(x)
+    mean, low, high = mean_interval(x, bounds)
     if x.size < 2:
         return fixed(mean, digits)
-    return f"{fixed(mean, digits)} [{fixed(low, digits)}, {fixed(high, digits)}]"
+    return interval(mean, low, high, decimals=digits)
 
 
 def ci95_halfwidth(values: Iterable[float]) -> float:
@@ -201,14 +203,15 @@ def ci95_halfwidth(values: Iterable[float]) -> float:
 
 
 def mean_ci_table(frame: pd.DataFrame, index: str | list[str], value: str, columns: str | list[str] | None = None,
-                  digits: int = 1) -> pd.DataFrame:
-    """Rows (and columns) of ``frame`` grouped over seeds: one ``"mean [95% CI]"`` string per cell (:func:`mean_ci`)."""
+                  digits: int = 1, bounds: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Rows (and columns) of ``frame`` grouped over seeds: one ``"mean [95% CI]"`` string per cell (:func:`mean_ci`,
+    intervals inside ``bounds``)."""
     keys = ([index] if isinstance(index, str) else list(index))
     cols = [] if columns is None else ([columns] if isinstance(columns, str) else list(columns))
     missing = [c for c in [*keys, *cols, value] if c not in frame.columns]
     if missing:
         raise ValueError(f"mean_ci_table: column(s) {missing} not in the frame; columns: {list(frame.columns)}")
-    cells = frame.groupby(keys + cols, sort=False)[value].agg(lambda v: mean_ci(v, digits))
+    cells = frame.groupby(keys + cols, sort=False)[value].agg(lambda v: mean_ci(v, digits, bounds))
     table = cells.unstack(cols) if cols else cells.to_frame(f"{value}, mean [95% CI]")
     return table
 

@@ -37,9 +37,8 @@ from .numbers import interval
 
 __all__ = ["GLUE_NAME", "NEAR_CHANCE_POINTS", "NO_DENSE_RUN", "Regime", "chance_level", "near_chance", "regime",
            "setting_text", "dense_text", "DATASET_CAVEATS", "caveat", "regime_notes", "missing_paper_fields",
-           "regime_table", "publish_regime", "read_regime", "LENGTH_FACTOR", "LENGTH_SEEDS", "LENGTH_TOLERANCE", "longer",
-           "length_configs",
-           "length_check", "length_table"]
+           "regime_table", "publish_regime", "read_regime", "LENGTH_FACTOR", "LENGTH_SEEDS", "LENGTH_TOLERANCE",
+           "longer", "length_configs", "length_check", "length_table"]
 
 GLUE_NAME = "regime"  # the glued JSON regime record of a chapter, read back by the findings page
 NEAR_CHANCE_POINTS = 10.0  # accuracy within this many points of chance level is "near chance"
@@ -163,7 +162,7 @@ def dense_text(r: Regime) -> str:
     measured = _measured(r)
     if not measured:
         return NO_DENSE_RUN
-    return "; ".join(f"{n} {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}] %" for n, (m, lo, hi) in measured.items())
+    return "; ".join(f"{n} {interval(m, lo, hi, unit='%')} %" for n, (m, lo, hi) in measured.items())
 
 
 def regime_notes(r: Regime) -> list[str]:
@@ -176,7 +175,8 @@ def regime_notes(r: Regime) -> list[str]:
             out.append(f"dense {n} near chance ({_fmt(mean)} % against chance {chance:.3g} %)")
     for n, (mean, low, high) in r.length_gain.items():
         if mean > LENGTH_TOLERANCE:
-            out.append(f"{n} gains {interval(mean, low, high)} points when trained {LENGTH_FACTOR}x as long")
+            gain = interval(mean, low, high, unit="points")
+            out.append(f"{n} gains {gain} points when trained {LENGTH_FACTOR}x as long")
     return out + list(r.notes)
 
 
@@ -294,8 +294,8 @@ def length_table(length: pd.DataFrame, factor: int = LENGTH_FACTOR) -> pd.DataFr
         gain = gains[name]
         epochs = int(g["epochs"].iloc[0])
         rows.append({"network": name, "seeds": len(g),
-                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"], (0.0, 100.0))),
-                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"], (0.0, 100.0))),
-                     "gain (points)": interval(*gain),
+                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"], (0.0, 100.0)), unit="%"),
+                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"], (0.0, 100.0)), unit="%"),
+                     "gain (points)": interval(*gain, unit="points"),
                      f"gain within {LENGTH_TOLERANCE:g} point": "yes" if gain[0] <= LENGTH_TOLERANCE else "no"})
     return pd.DataFrame(rows).set_index("network")

@@ -91,7 +91,7 @@ def test_difference_table_is_paired_per_sparsity():
     assert diffs[diffs.scheme == "snip"].difference.to_numpy() == pytest.approx([-1.0] * 8)
     table = schemes.difference_table(frame, P)
     assert list(table.index) == ["erk - uniform", "snip - uniform"] and list(table.columns) == ["0.5", "0.9"]
-    assert table.loc["erk - uniform", "0.5"] == "3.0 [3.0, 3.0]"
+    assert table.loc["erk - uniform", "0.5"] == "3.0 (no spread)"
     acc = schemes.accuracy_table(frame, P)
     assert list(acc.index) == ["uniform", "erk", "snip", "dense (no mask)"]
 

@@ -102,8 +102,8 @@ def test_verdict_table_has_one_interval_string_per_claim():
                                                                         math.nan, 1, "inconclusive")]
     t = verdict_table(vs)
     assert list(t.index) == ["erk_beats_uniform", "sparse_faster_at_005"]
-    assert t.loc["erk_beats_uniform", "effect, mean [95% CI]"] == "2.00 [-0.48, 4.48]"
-    assert t.loc["sparse_faster_at_005", "effect, mean [95% CI]"] == "1"  # one value: no interval
+    assert t.loc["erk_beats_uniform", "effect, mean [95% CI]"] == "2.0 [-0.5, 4.5]"
+    assert t.loc["sparse_faster_at_005", "effect, mean [95% CI]"] == "1.000"  # one value: no interval, log ratio
     assert t.loc["erk_beats_uniform", "verdict"] == "inconclusive"
     assert t.loc["erk_beats_uniform", "statement"] == CLAIMS["erk_beats_uniform"].statement
 
@@ -113,11 +113,11 @@ def test_verdict_sentence_writes_the_effect_in_the_books_one_number_format():
     (rplib.numbers.interval: shared decimals, no forced sign), with the claim's unit and n."""
     v = decide(CLAIMS["erk_beats_uniform"], [1.0, 2.0, 3.0])
     assert verdict_sentence(v) == f"**inconclusive** ({interval_text(v)} points, n = 3)"
-    assert verdict_sentence(v) == "**inconclusive** (2.00 [-0.48, 4.48] points, n = 3)"
+    assert verdict_sentence(v) == "**inconclusive** (2.0 [-0.5, 4.5] points, n = 3)"
     calibration = decide(CLAIMS["sparse_matches_dense_calibration"], [0.001, 0.0026, 0.0042])
-    assert verdict_sentence(calibration) == "**inconclusive** (0.00260 [-0.00137, 0.00657] ECE, n = 3)"
+    assert verdict_sentence(calibration) == "**inconclusive** (0.0026 [-0.0014, 0.0066] ECE, n = 3)"
     one = Verdict("sparse_faster_at_005", -0.0004, math.nan, math.nan, 1, "inconclusive")
-    assert verdict_sentence(one) == "**inconclusive** (-0.0004 log ratio, n = 1)"  # one value: no interval
+    assert verdict_sentence(one) == "**inconclusive** (0 log ratio, n = 1)"  # one value: no interval
 
 
 def test_verdicts_page_table_is_the_registry():
@@ -189,7 +189,7 @@ def test_published_verdicts_reach_the_findings_page(tmp_path):
     page = book.findings_markdown(tmp_path, root)
     rows = [line for line in page.splitlines() if "{doc}" in line]  # the cpu regime's table (none ran in images)
     row = next(line for line in rows if CLAIMS["erk_beats_uniform"].statement in line)
-    assert "**agrees**" in row and "2.00 [" in row and "| 5 |" in row
+    assert "**agrees**" in row and "2.0 [" in row and "| 5 |" in row
     assert sum("| not run |" in line for line in rows) == len(CLAIMS) - 1
 
 

@@ -65,10 +65,10 @@ def test_the_regime_and_paper_columns_come_from_the_glued_data(tmp_path):
     c = CLAIMS["erk_beats_uniform"]
     assert paper == f"{c.paper}: {c.paper_setting}; {c.paper_effect}"
     assert mine == ("mnist1d (10 classes); cnn1d / mlp; 6 epochs; densities 0.1, 0.02; "
-                    "dense: cnn1d 72 [69.5, 74.5] %; mlp 13 [10.5, 15.5] %")
+                    "dense: cnn1d 72.0 [69.5, 74.5] %; mlp 13.0 [10.5, 15.5] %")
     assert "dense mlp near chance (13 % against chance 10 %)" in caveat and "a computed note" in caveat
     assert caveat.startswith(c.caveat) and "cnn1d near chance" not in caveat
-    assert verdict.startswith("**agrees** (v2); Holm: **agrees**") and effect.startswith("2.00 [") and n == "5"
+    assert verdict.startswith("**agrees** (v2); Holm: **agrees**") and effect.startswith("2.0 [") and n == "5"
     # a declared claim of the same chapter that did not run, and one of a chapter without a regime record
     assert _row(page, "erk_plus_matches_erk")[3:5] == [mine, "not run"]
     assert _row(page, "dst_beats_static")[3:5] == ["regime not recorded", "not run"]
@@ -265,7 +265,7 @@ def test_length_check_trains_three_times_as_long_and_the_caveat_names_a_gain(tmp
         r = regime.regime("03_schemes", "mnist1d", 10, ["mlp"], 4, [0.1], length=frame)
         return regime.regime_notes(r)
 
-    assert notes([2.0, 3.0]) == ["mlp gains 2.50 [-3.85, 8.85] points when trained 3x as long"]
+    assert notes([2.0, 3.0]) == ["mlp gains 2.5 [-3.9, 8.9] points when trained 3x as long"]
     assert notes([0.5, 1.0]) == []  # within the tolerance
     assert regime.length_table(pd.DataFrame({"network": "mlp", "seed": [0, 1], "epochs": 4, "acc": 80.0,
                                              "longer": [82.0, 83.0]}))["gain within 1 point"].item() == "no"

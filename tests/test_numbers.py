@@ -31,8 +31,32 @@ def test_fixed_and_significant():
     assert numbers.cell(0.0093) == "0.0093" and numbers.cell(400480.0) == "400480"
 
 
+@pytest.mark.parametrize("values, unit, text", [
+    ((0.081, -0.736, 0.899), "points", "0.1 [-0.7, 0.9]"),
+    ((-12.91, -14.2, -11.61), "points per doubling", "-12.9 [-14.2, -11.6]"),
+    ((0.00446, 0.00293, 0.00599), "ECE", "0.0045 [0.0029, 0.0060]"),
+    ((0.5637, 0.467, 0.662), "Kendall tau", "0.56 [0.47, 0.66]"),
+    ((2.2, 2.2, 2.2), "points", "2.2 (no spread)"),
+    ((88.0, math.nan, math.nan), "%", "88.0"),
+])
+def test_a_units_numbers_share_its_decimals_and_an_interval_of_no_width_says_so(values, unit, text):
+    """One unit, one count of decimals, whatever the size (the same claim's effects line up in a table)."""
+    assert numbers.interval(*values, unit=unit) == text
+
+
+def test_tables_show_whole_cells():
+    from rplib.plotting import use_style
+
+    use_style()
+    statement = "At a fixed sparsity the gap between random sparse and dense training shrinks as networks grow"
+    html = pd.DataFrame({"statement": [statement]}).to_html()
+    assert statement in html and "..." not in html
+
+
 def test_claims_write_verdicts_in_the_book_format():
     assert interval_text(Verdict("c", -0.000001, -0.004, 0.004, 5, "agrees")) == "0 [-0.00400, 0.00400]"
+    assert interval_text(Verdict("sparse_matches_dense_calibration", -0.000001, -0.004, 0.004, 5, "agrees")) == \
+        "0 [-0.0040, 0.0040]"
     assert interval_text(Verdict("c", 0.58, math.nan, math.nan, 1, "inconclusive")) == "0.58"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -34,7 +35,10 @@ LOWER_IS_BETTER = ("ECE", "NLL", "Brier")
 #: Claim id -> the column of :func:`collect`'s frame whose paired sparse - dense difference is the claim's effect.
 CLAIM_METRICS = {"sparse_matches_dense_ood": "AUROC", "sparse_matches_dense_calibration": "ECE",
                  "sparse_matches_dense_robustness": "robust accuracy"}
-_DIGITS = {"test accuracy": 1, "AUROC": 1, "ECE": 3, "NLL": 3, "Brier": 3, "robust accuracy": 1}
+_DIGITS = {"test accuracy": 1, "AUROC": 1, "ECE": 4, "NLL": 3, "Brier": 3, "robust accuracy": 1}
+#: The range of each metric (points for accuracies and AUROC; ECE and Brier score as fractions; NLL in nats).
+_BOUNDS = {"test accuracy": (0.0, 100.0), "AUROC": (0.0, 100.0), "ECE": (0.0, 1.0), "NLL": (0.0, math.inf),
+           "Brier": (0.0, 2.0), "robust accuracy": (0.0, 100.0)}
 
 
 @dataclass(frozen=True)
@@ -233,8 +237,9 @@ def difference_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     cols = {}
     for metric in ["test accuracy", *CLAIM_METRICS.values()]:
         e = paired_effects(frame, p, metric)
+        low, high = _BOUNDS[metric]
         cols[f"{metric}, sparse - dense"] = e.groupby(["model", "sparsity"], sort=False).effect.agg(
-            lambda v, d=_DIGITS[metric]: mean_ci(v, d))
+            lambda v, d=_DIGITS[metric], b=(low - high, high - low): mean_ci(v, d, b))
     return pd.DataFrame(cols)
 
 
@@ -244,9 +249,9 @@ def summary_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
 
     metrics = ["test accuracy", *(f"AUROC {s}" for s in p.ood_sets), "AUROC", *LOWER_IS_BETTER, "robust accuracy"]
     long = frame.melt(id_vars=["model", "network", "sparsity", "seed"], value_vars=metrics, var_name="metric")
-    digits = {m: _DIGITS.get(m.split(" ")[0] if m.startswith("AUROC") else m, 1) for m in metrics}
+    kind = {m: m.split(" ")[0] if m.startswith("AUROC") else m for m in metrics}
     cells = long.groupby(["model", "metric", "network"], sort=False).value.agg(list)
-    cells = pd.Series({k: mean_ci(v, digits[k[1]]) for k, v in cells.items()})
+    cells = pd.Series({k: mean_ci(v, _DIGITS[kind[k[1]]], _BOUNDS[kind[k[1]]]) for k, v in cells.items()})
     table = cells.unstack(-1)
     networks = list(dict.fromkeys(frame.sort_values("sparsity").network))
     order = pd.MultiIndex.from_product([list(p.models), metrics], names=["model", "metric"])

@@ -238,11 +238,11 @@ def accuracy_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     from ..plotting import mean_ci, mean_ci_table
 
     sparse = frame[frame["scheme"] != "dense"]
-    table = mean_ci_table(sparse, "scheme", "accuracy", columns="sparsity").reindex(p.schemes)
+    table = mean_ci_table(sparse, "scheme", "accuracy", columns="sparsity", bounds=(0.0, 100.0)).reindex(p.schemes)
     table = _sparsity_columns(table, p, "unreachable")
     dense = frame.loc[frame["scheme"] == "dense", "accuracy"]
     if len(dense):
-        table.loc["dense (no mask)"] = mean_ci(dense)
+        table.loc["dense (no mask)"] = mean_ci(dense, bounds=(0.0, 100.0))
     return table
 
 
@@ -252,7 +252,7 @@ def difference_table(frame: pd.DataFrame, p: Params) -> pd.DataFrame:
     from ..plotting import mean_ci_table
 
     diffs = differences(frame, p)
-    table = mean_ci_table(diffs, "scheme", "difference", columns="sparsity").reindex(_order(p))
+    table = mean_ci_table(diffs, "scheme", "difference", columns="sparsity", bounds=(-100.0, 100.0)).reindex(_order(p))
     table.index = pd.Index([f"{s} - {p.baseline}" for s in table.index], name="difference")
     return _sparsity_columns(table, p, "unreachable")
 
