@@ -65,7 +65,7 @@ __all__ = ["Claim", "Verdict", "CLAIMS", "CLAIMS_V1", "RULE_VERSION", "KINDS", "
            "GLUE_NAME", "HELD_OUT_GLUE_NAME", "mean_interval", "one_sided_p", "holm", "interval_text", "decide",
            "decide_cases", "family_adjusted", "cases_note", "paired", "mean_over_cases", "best_level",
            "median_levels", "held_out_picks", "held_out_mean", "held_out_check", "held_out_summary",
-           "publish_held_out", "read_held_out", "verdict_table", "verdict_sentence", "publish", "read_published",
+           "publish_held_out", "read_held_out", "verdict_table", "verdict_reason", "verdict_sentence", "publish", "read_published",
            "rule_text", "rules_markdown", "NOT_TESTED"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
@@ -432,7 +432,8 @@ def interval_text(v: Verdict) -> str:
 
 def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None = None) -> pd.DataFrame:
     """One row per verdict: the claim's statement, ``mean [low, high]`` as one string (a table claim's counts
-    instead), unit, rule (with its version), n, verdict and where its cases disagree."""
+    instead), unit, rule (with its version), n, verdict, why (:func:`verdict_reason`) and where its cases
+    disagree."""
     claims = CLAIMS if claims is None else claims
     rows = []
     for v in verdicts:
@@ -440,8 +441,9 @@ def verdict_table(verdicts: Iterable[Verdict], claims: dict[str, Claim] | None =
         rows.append({"claim": v.claim, "statement": "" if c is None else c.statement,
                      "effect, mean [95% CI]": v.detail or interval_text(v),
                      "unit": "" if c is None or v.detail else c.unit, "rule": "" if c is None else rule_text(c),
-                     "n": v.n, "verdict": v.verdict, "cases": cases_note(v)})
-    columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict", "cases"]
+                     "n": v.n, "verdict": v.verdict, "why": "" if c is None else verdict_reason(v, c),
+                     "cases": cases_note(v)})
+    columns = ["claim", "statement", "effect, mean [95% CI]", "unit", "rule", "n", "verdict", "why", "cases"]
     return pd.DataFrame(rows, columns=columns).set_index("claim")
 
 
@@ -584,6 +586,26 @@ def rule_text(claim: Claim) -> str:
     if claim.bounds is not None:
         text += f"; interval kept in [{claim.bounds[0]:g}, {claim.bounds[1]:g}]"
     return v + text
+
+
+def verdict_reason(v: Verdict, claim: Claim) -> str:
+    """Which side the effect fell on, in words, for the verdict of a ``difference`` or ``equivalence`` claim
+    (``shown below -1 points``: a disagreeing equivalence and where it lies); a table claim's reason is its detail."""
+    if claim.kind == "equivalence":
+        m = f"{claim.margin:g} {claim.unit}"
+        if v.verdict == "agrees":
+            return f"shown inside ±{m}"
+        if v.verdict == "disagrees":
+            return f"shown {'below -' if v.estimate < 0 else 'above +'}{m}"
+        return f"neither shown inside nor outside ±{m}"
+    if claim.kind == "difference":
+        predicted = "> 0" if claim.direction > 0 else "< 0"
+        if v.verdict == "agrees":
+            return f"shown {predicted}, as predicted"
+        if v.verdict == "disagrees":
+            return f"shown {'< 0' if claim.direction > 0 else '> 0'}, against the prediction"
+        return f"not shown {predicted}"
+    return ""
 
 
 def _cell(text: str) -> str:

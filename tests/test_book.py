@@ -320,7 +320,7 @@ def test_mean_ci_is_a_scipy_t_interval_in_one_string():
     assert plotting.mean_ci([3.0]) == "3.0" and plotting.mean_ci([]) == ""
     frame = pd.DataFrame({"scheme": ["erk"] * 5 + ["uniform"] * 5, "acc": x + [70.0] * 5})
     table = plotting.mean_ci_table(frame, "scheme", "acc")
-    assert table.loc["erk"].iloc[0] == plotting.mean_ci(x) and table.loc["uniform"].iloc[0] == "70.0 [70.0, 70.0]"
+    assert table.loc["erk"].iloc[0] == plotting.mean_ci(x) and table.loc["uniform"].iloc[0] == "70.0 (no spread)"
     with pytest.raises(ValueError, match="not in the frame"):
         plotting.mean_ci_table(frame, "scheme", "accuracy")
 
@@ -634,3 +634,9 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
             assert pngs >= 1 and len(figures) == pngs, f"{entry}: {len(figures)} figures shown of {pngs}"
     bibliography = (html_dir / "book" / "bibliography.html").read_text()
     assert "The Unreasonable Effectiveness of Random Pruning" in bibliography
+
+
+def test_mean_ci_keeps_an_accuracys_interval_inside_its_range():
+    """Two seeds far apart give a t-interval wider than an accuracy's range; the tables cut it at 0 and 100."""
+    assert plotting.mean_ci([10.0, 35.8]) == "22.9 [-141.0, 186.8]"
+    assert plotting.mean_ci([10.0, 35.8], bounds=(0.0, 100.0)) == "22.9 [0, 100.0]"

@@ -13,7 +13,7 @@ from scipy import stats
 
 from rplib.claims import (CLAIMS, CLAIMS_V1, NOT_TESTED, Claim, Verdict, best_level, decide, held_out_check, held_out_mean,
                          held_out_picks, held_out_summary, interval_text, median_levels, rules_markdown,
-                         verdict_sentence, verdict_table)
+                         verdict_reason, verdict_sentence, verdict_table)
 
 DIFF = Claim("d", "ch", "s", "p", "e", +1, "difference", 0.0, "points")
 EQUIV = Claim("q", "ch", "s", "p", "e", +1, "equivalence", 1.0, "points")
@@ -271,3 +271,20 @@ def test_held_out_check_decides_both_effects_by_the_claims_rule():
     same = held_out_check(declared, {"d": declared["d"]}, {"q": EQUIV, "d": DIFF})
     assert held_out_summary(same).startswith("Held out, the choice changes no verdict")
     assert held_out_summary(same.iloc[:0]).startswith("No claim")
+
+
+def test_the_verdict_table_says_which_side_the_effect_fell_on():
+    """A disagreeing equivalence names the side of the margin its effect lies on; a difference says whether it
+    went the predicted way (a bare "disagrees" beside "margin ±1" leaves the reader to guess)."""
+    robust = CLAIMS["sparse_matches_dense_robustness"]
+    below = decide(robust, [-3.1, -2.8, -2.9, -3.0, -2.7])
+    above = decide(robust, [3.1, 2.8, 2.9, 3.0, 2.7])
+    inside = decide(robust, [0.1, -0.1, 0.05, 0.0, -0.05])
+    assert (below.verdict, above.verdict, inside.verdict) == ("disagrees", "disagrees", "agrees")
+    why = verdict_table([below]).loc["sparse_matches_dense_robustness", "why"]
+    assert why == "shown below -1 points"
+    assert verdict_reason(above, robust) == "shown above +1 points"
+    assert verdict_reason(inside, robust) == "shown inside ±1 points"
+    erk = CLAIMS["erk_beats_uniform"]
+    assert verdict_reason(decide(erk, [-2.0, -3.0, -2.5, -2.2, -2.8]), erk) == "shown < 0, against the prediction"
+    assert verdict_reason(decide(erk, [1.0, -1.0, 0.5]), erk) == "not shown > 0"
