@@ -18,8 +18,10 @@ than :data:`MIN_PRUNABLE_WEIGHTS` prunable weights, a network that cannot take t
 A run whose training or test loss becomes non-finite (diverged) ends with a :class:`TrainingError` too:
 no ``metrics.json`` is written, so no reader of the store (:meth:`Result.load`, :func:`run_grid` and the
 chapters' frames, the plan's epoch times) ever sees it as a result; the last finite epoch's checkpoint
-stays, and a rerun diverges again. A checkpoint records its run's hash, epoch and parameter shapes and
-is resumed only by that run. Ctrl-C ends a run with :class:`RunInterrupted`, keeping the last checkpoint.
+stays, and a rerun diverges again; so does a run whose validation loss or any other metric becomes non-finite.
+A checkpoint, like a dense run's rewind weights, records its run's hash, epoch and parameter shapes; it is resumed
+only by that run, and a lottery or hybrid ticket takes its dense pre-training only from files of that dense run
+(:func:`_dense_pretraining`). Ctrl-C ends a run with :class:`RunInterrupted`, keeping the last checkpoint.
 
 A grid of runs is :func:`rplib.grid.run_grid`, one layer above.
 """
@@ -31,7 +33,6 @@ import copy
 import hashlib
 import dataclasses
 import functools
-import math
 import os
 import pickle
 import sys
@@ -55,13 +56,16 @@ from .dst import DynamicSparsity
 from .masks import Mask, random_mask
 from .models import build, prunable_parameters
 from .sparsity import layerwise_densities
-from .store import RunDir, StoreError, atomic_torch_save, atomic_write_json, default_root, read_json
+from .store import RunDir, StoreError, _non_finite, atomic_torch_save, atomic_write_json, default_root, read_json
 
 __all__ = ["run", "Result", "FastPath", "resolve_device", "count_flops", "run_threads", "show_progress", "time_epoch",
            "TrainingError", "RunInterrupted", "MIN_PRUNABLE_WEIGHTS", "trained_network"]
 
 _REQUIRED_METRICS = ("test_accuracy", "test_loss", "density", "epochs", "hash")
 _CHECKPOINT_KEYS = ("model", "optimizer", "mask", "initial_mask", "dst", "history", "epoch", "step", "hash", "shapes")
+_REWIND_KEYS = ("model", "epoch", "step", "hash", "shapes")
+#: how a diverged run's message names its losses (any other metric by its key)
+_LOSS_NAMES = {"train_loss": "training loss", "val_loss": "validation loss", "test_loss": "test loss"}
 
 #: the fewest prunable (Conv/Linear) weights a trained network may have: below it (e.g. ``model.width=1e-9``,
 #: a network of a few dozen weights) a network is too small to be pruned meaningfully at any density
@@ -207,29 +211,39 @@ def _load_checkpoint(rd: RunDir, device: torch.device, model: nn.Module, epochs:
     """
     if not rd.checkpoint.is_file():
         return None
+    return _load_verified(rd.checkpoint, _CHECKPOINT_KEYS, device, rd.hash, model, epochs, steps_per_epoch,
+                          f"delete it to restart this unfinished run from scratch (rm {rd.checkpoint})")
+
+
+def _load_verified(path: Path, keys: Sequence[str], device: torch.device, run_hash: str, model: nn.Module, epochs: int,
+                   steps_per_epoch: int | None, remedy: str, exact: bool = False) -> dict[str, Any]:
+    """The checkpoint or rewind weights at ``path`` (tensors and plain data only: ``weights_only``), holding ``keys``,
+    if :func:`_checkpoint_mismatch` finds it to be run ``run_hash``'s; else a one-line :class:`StoreError` naming the
+    file, what is wrong and ``remedy``."""
     try:
-        ckpt = torch.load(rd.checkpoint, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
     except (EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as e:
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
     else:
-        missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
-        problem = f"lacks {', '.join(missing)}" if missing else _checkpoint_mismatch(ckpt, rd.hash, model, epochs,
-                                                                                    steps_per_epoch)
+        missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
+        problem = f"lacks {', '.join(missing)}" if missing else _checkpoint_mismatch(ckpt, run_hash, model, epochs,
+                                                                                    steps_per_epoch, exact)
         if problem is None:
             return ckpt
-    raise StoreError(f"{rd.checkpoint} cannot be used ({problem}): delete it to restart this unfinished run "
-                     f"from scratch (rm {rd.checkpoint})")
+    raise StoreError(f"{path} cannot be used ({problem}): {remedy}")
 
 
 def _checkpoint_mismatch(ckpt: dict[str, Any], run_hash: str, model: nn.Module, epochs: int,
-                         steps_per_epoch: int) -> str | None:
-    """Why ``ckpt`` is not a checkpoint of this run, or None."""
+                         steps_per_epoch: int | None, exact: bool = False) -> str | None:
+    """Why ``ckpt`` is not a checkpoint of this run after one of its epochs ``1..epochs`` (``exact``: after epoch
+    ``epochs`` itself, a finished run's last or a rewind point) of ``steps_per_epoch`` steps each (None: its step
+    is not checked), or None."""
     if ckpt["hash"] != run_hash:
         return f"it belongs to run {ckpt['hash']}, not {run_hash}"
     epoch, step = ckpt["epoch"], ckpt["step"]
-    if not isinstance(epoch, int) or not 1 <= epoch <= epochs:
-        return f"its epoch {epoch!r} is not in 1..{epochs}"
-    if step != epoch * steps_per_epoch:
+    if not isinstance(epoch, int) or not (epoch == epochs if exact else 1 <= epoch <= epochs):
+        return f"its epoch {epoch!r} is not {epochs}" if exact else f"its epoch {epoch!r} is not in 1..{epochs}"
+    if steps_per_epoch is not None and step != epoch * steps_per_epoch:
         return f"its step {step!r} is not {epoch} epochs of {steps_per_epoch} steps"
     expected = _shapes(model)
     found = {k: list(v.shape) for k, v in ckpt["model"].items()} if isinstance(ckpt["model"], dict) else {}
@@ -536,14 +550,48 @@ def _dense_pretraining(cfg: RunConfig, model: nn.Module, trainer: _Trainer, rewi
         return trainer.train_dense_copy(model, None, cfg.optim.epochs, rewind_epoch, 0, ranks)
     dense = pretraining_config(cfg)
     run(dense, root, progress=False)
-    rd = RunDir(root, dense.hash)
-    if rewind_epoch and not rd.rewind_weights(rewind_epoch).is_file():  # a store written without its rewind points
+    stored = _stored_pretraining(dense, root, model, trainer.steps_per_epoch, rewind_epoch, trainer.device)
+    if stored is None:  # a store written without its rewind points
         return trainer.train_dense_copy(model, None, cfg.optim.epochs, rewind_epoch, 0, ranks)
-    load = functools.partial(torch.load, map_location=trainer.device, weights_only=True)
     trained = copy.deepcopy(model)
-    trained.load_state_dict(load(rd.checkpoint)["model"])
-    rewind = copy.deepcopy(model.state_dict()) if rewind_epoch == 0 else load(rd.rewind_weights(rewind_epoch))
-    return trained, rewind
+    trained.load_state_dict(stored[0])
+    return trained, stored[1] if rewind_epoch else copy.deepcopy(model.state_dict())
+
+
+def _stored_pretraining(dense: RunConfig, root: Path, model: nn.Module, steps_per_epoch: int | None, rewind_epoch: int,
+                        device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None] | None:
+    """The final weights of the store's finished dense run ``dense`` and its weights after ``rewind_epoch`` (None for
+    epoch 0), or None when the store lacks that rewind point. Each file is used only if it records run ``dense``'s
+    hash, the final epoch (the rewind epoch) of ``steps_per_epoch`` steps each (None: steps not checked) and
+    ``model``'s parameter shapes; any other file (another run's, one of another epoch, rewind weights written before
+    they recorded their run) is refused with a one-line :class:`StoreError` naming it."""
+    rd = RunDir(root, dense.hash)
+    if rewind_epoch and not rd.rewind_weights(rewind_epoch).is_file():
+        return None
+    load = functools.partial(_load_verified, device=device, run_hash=rd.hash, model=model,
+                             steps_per_epoch=steps_per_epoch, exact=True,
+                             remedy=f"it is not the dense pre-training this lottery or hybrid ticket is drawn from; "
+                                    f"remove the dense run's directory (rm -r {rd.path}) to train it again")
+    final = load(rd.checkpoint, _CHECKPOINT_KEYS, epochs=dense.optim.epochs)["model"]
+    if not rewind_epoch:
+        return final, None
+    return final, load(rd.rewind_weights(rewind_epoch), _REWIND_KEYS, epochs=rewind_epoch)["model"]
+
+
+def _check_stored_pretraining(cfg: RunConfig, root: Path) -> None:
+    """Refuse, before anything of the ticket is written, a lottery or hybrid ticket ``cfg`` whose finished dense
+    pre-training in the store is not that run's (:func:`_stored_pretraining`, on a network on the ``meta`` device).
+    The steps are checked only once the data are loaded (:func:`_dense_pretraining`): a dataset's files may hold
+    another number of examples than :func:`rplib.data.split_sizes` knows before."""
+    dense = pretraining_config(cfg)
+    sp = cfg.sparsity
+    if sp.method not in ("lottery", "hybrid") or sp.rewind_epoch > REWIND_EPOCHS_KEPT \
+            or not RunDir(root, dense.hash).finished():
+        return
+    in_shape, num_classes = rdata.input_spec(cfg.data)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = build(cfg.model.name, num_classes, in_shape=in_shape, **cfg.model.options())
+    _stored_pretraining(dense, root, model, None, sp.rewind_epoch, torch.device("cpu"))
 
 
 def _make_mask(cfg: RunConfig, model: nn.Module, trainer: _Trainer, bundle: rdata.DataBundle,
@@ -637,7 +685,6 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
         te = time.perf_counter()
         loss, acc, step = trainer.epoch(net, opt, epoch, step, dyn, ranks.shard(trainer.train_batches(1, epoch)),
                                         ranks)
-        _check_finite(rd, "training", loss, epoch + 1, o.lr)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                                "lr": opt.param_groups[0]["lr"], "time": time.perf_counter() - te}
         if bundle.val is not None and ranks.is_main:
@@ -646,12 +693,14 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
             row["grad_flow"] = revaluate.grad_flow(model, mask, *flow_batch)
         if dyn is not None:
             row["itop_rate"] = dyn.itop_rate()
+        _check_finite(rd, row, epoch + 1, o.lr)
         history.append(row)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
         if not ranks.is_main:
             continue
         if mask is None and epoch < REWIND_EPOCHS_KEPT:  # a ticket's rewind point (_dense_pretraining)
-            atomic_torch_save(model.state_dict(), rd.rewind_weights(epoch + 1))
+            atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "step": step, "hash": rd.hash,
+                               "shapes": _shapes(model)}, rd.rewind_weights(epoch + 1))
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "mask": mask.state_dict() if mask is not None else None,
                            "initial_mask": initial_mask if mask is not None else None,
@@ -662,7 +711,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
         return None
 
     test_acc, test_loss = trainer.accuracy(model, "test")
-    _check_finite(rd, "test", test_loss, o.epochs, o.lr)
+    _check_finite(rd, {"test_loss": test_loss}, o.epochs, o.lr)
     metrics: dict[str, Any] = {"test_accuracy": test_acc, "test_loss": test_loss,
                                "final_train_loss": history[-1]["train_loss"] if history else None,
                                "density": mask.density() if mask is not None else 1.0,
@@ -683,6 +732,7 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
         atomic_write_json(rd.path / "dst_log.json", dyn.log)
     metrics |= revaluate.evaluate(model, bundle, cfg.data, cfg.eval, seed=cfg.seed)
     metrics["wall_time"] = time.perf_counter() - t0
+    _check_finite(rd, metrics, o.epochs, o.lr)
     if mask is not None:
         atomic_write_json(rd.mask_report, [dataclasses.asdict(r) for r in mask.report()])
     atomic_write_json(rd.history, history)
@@ -692,11 +742,15 @@ def _train(cfg: RunConfig, rd: RunDir, device: torch.device, progress: bool,
     return Result(cfg, metrics, history, rd.path)
 
 
-def _check_finite(rd: RunDir, what: str, loss: float, epoch: int, lr: float) -> None:
-    """A non-finite loss ends the run as diverged: a :class:`TrainingError`, nothing stored as its result."""
-    if not math.isfinite(loss):
-        raise TrainingError(f"run {rd.hash} diverged: its {what} loss is {loss} after epoch {epoch} (optim.lr="
-                            f"{lr:g}); nothing is stored as its result; lower optim.lr")
+def _check_finite(rd: RunDir, values: dict[str, Any], epoch: int, lr: float) -> None:
+    """A NaN or infinity among ``values`` (a loss, or any other metric of an epoch or of the run) ends the run as
+    diverged, before strict JSON would refuse it: a :class:`TrainingError`, nothing stored as its result."""
+    for key, value in values.items():
+        bad = _non_finite(value, _LOSS_NAMES.get(key, key))
+        if bad is not None:
+            shown = value if isinstance(value, float) else "not finite"
+            raise TrainingError(f"run {rd.hash} diverged: its {bad} is {shown} after epoch {epoch} (optim.lr="
+                                f"{lr:g}); nothing is stored as its result; lower optim.lr")
 
 
 def run(config: RunConfig, root: str | Path | None = None, progress: bool | None = None) -> Result:
@@ -721,6 +775,7 @@ def run(config: RunConfig, root: str | Path | None = None, progress: bool | None
     if rd.finished():
         return Result.load(rd)
     _preflight(config)
+    _check_stored_pretraining(config, rd.root)
     with rd.lock():
         if rd.finished():
             return Result.load(rd)

@@ -32,7 +32,7 @@ def valid_value(field: str) -> st.SearchStrategy:
     kind, choices = row["type"], row["choices"]
     if field == "optim.milestones":
         return st.lists(finite, max_size=3, unique=True).map(sorted)
-    if field == "data.fingerprint":  # only fashion_mnist has one (tests/test_fashion_mnist.py round-trips it)
+    if field == "data.fingerprint":  # filled in from the data (tests/test_data.py, tests/test_fashion_mnist.py)
         return st.just("")
     if field == "sparsity.scheme_options":
         return st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), st.integers(0, 9) | finite | text,

@@ -1,6 +1,7 @@
 """rplib.data: offline sets, torchvision formats on tiny files in their real on-disk layout, splits,
 batching, augmentation, corruptions and OoD inputs."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rplib import data
+from rplib import RunConfig, data
 from rplib.data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig, corrupt, load, load_ood
 
 from fakedata import write_cifar10, write_cifar100, write_svhn, write_svhn_mat
@@ -99,6 +100,7 @@ def test_mnist1d_is_kept_under_root_and_read_back_without_generating(tmp_path, m
     path = _cached_file(tmp_path)
     assert re.fullmatch(r"mnist1d-.+-100\.npz", path.name)
     data._mnist1d_arrays.cache_clear()  # as in a fresh process
+    data._generated_mnist1d.cache_clear()
 
     def no_generator(num_samples):
         raise AssertionError("generated again although the file is there")
@@ -131,6 +133,67 @@ def test_mnist1d_loads_when_its_root_cannot_be_written(tmp_path):
     got = load(DataConfig("mnist1d", num_samples=100, root=str(blocker)))  # root/mnist1d cannot be made
     assert torch.equal(got.train[0], expected.train[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "writable"]
+
+
+def test_mnist1d_file_is_verified_against_the_configs_fingerprint(tmp_path):
+    genuine = DataConfig("mnist1d", num_samples=100, root=str(tmp_path / "genuine"))
+    assert genuine.fingerprint == data._arrays_sha256(data._generated_mnist1d(100))
+    path = _cached_file(tmp_path / "genuine")
+    with np.load(path) as f:
+        arrays = {k: f[k].copy() for k in data._MNIST1D_KEYS}
+    arrays["y"][0] = (arrays["y"][0] + 1) % 10  # one label edited, the recorded digest recomputed
+    edited = tmp_path / "edited" / "mnist1d" / path.name
+    edited.parent.mkdir(parents=True)
+    np.savez(edited, **arrays, sha256=np.array(data._arrays_sha256(tuple(arrays.values()))))
+    written = edited.read_bytes()
+    other = DataConfig("mnist1d", num_samples=100, root=str(tmp_path / "edited"))
+    assert other.fingerprint == data._arrays_sha256(tuple(arrays.values())) != genuine.fingerprint
+    assert load(other).train is not None  # a run on the edited file is another run: it loads
+    with pytest.raises(ValueError) as e:
+        load(dataclasses.replace(genuine, root=str(tmp_path / "edited")))
+    for part in (str(edited), other.fingerprint[:12], genuine.fingerprint[:12]):
+        assert part in str(e.value), part
+    assert "\n" not in str(e.value)
+    assert edited.read_bytes() == written  # the edited file is used as it is, never regenerated
+
+
+def test_a_copy_for_other_data_fills_its_fingerprint_in_again(tmp_path):
+    a = DataConfig("mnist1d", num_samples=100, root=str(tmp_path))
+    b = dataclasses.replace(a, num_samples=110)
+    assert b.fingerprint == DataConfig("mnist1d", num_samples=110, root=str(tmp_path)).fingerprint != a.fingerprint
+    assert load(b).num_examples("train") == 88
+    assert dataclasses.replace(a, name="digits").fingerprint == DataConfig("digits").fingerprint
+    assert dataclasses.replace(a, name="cifar10").fingerprint == ""
+    assert dataclasses.replace(a, root=str(tmp_path / "elsewhere")).fingerprint == a.fingerprint  # the same claim
+    assert RunConfig().with_({"data.num_samples": 100, "data.root": str(tmp_path)}).data == a
+
+
+def test_fingerprint_is_only_for_datasets_that_take_one():
+    with pytest.raises(ValueError, match="fingerprint is for mnist1d, digits, fashion_mnist only; .*cifar10"):
+        DataConfig("cifar10", fingerprint="0" * 64)
+    with pytest.raises(ValueError, match="fingerprint must be a SHA-256"):
+        DataConfig("digits", fingerprint="0" * 63 + "A")
+
+
+def test_digits_fingerprint_is_the_arrays_content(monkeypatch):
+    genuine = RunConfig().with_({"data.name": "digits"})
+    assert genuine.data.fingerprint == data._arrays_sha256(data._digits_arrays())
+    from sklearn import datasets
+
+    real = datasets.load_digits
+
+    def altered():
+        d = real()
+        d.data[0, 0] += 1
+        return d
+
+    monkeypatch.setattr(datasets, "load_digits", altered)
+    other = RunConfig().with_({"data.name": "digits"})
+    assert other.data.fingerprint != genuine.data.fingerprint and other.hash != genuine.hash
+    with pytest.raises(ValueError, match=f"digits arrays of scikit-learn .* {other.data.fingerprint[:12]}.*"
+                                         f"{genuine.data.fingerprint[:12]}") as e:
+        load(genuine.data)
+    assert "\n" not in str(e.value)
 
 
 def test_digits(digits):
@@ -277,6 +340,29 @@ def test_imagenet_folder_batches(tmp_path):
     assert load_ood("gaussian", b, DataConfig("imagenet", root=str(tmp_path)), n=2).shape == (2, 3, 224, 224)
 
 
+def test_imagenet_identity_is_its_file_listing(tmp_path, monkeypatch):
+    root = tmp_path / "imagenet"
+    for path in ("train/n01/a.JPEG", "train/n02/b.JPEG", "val/n01/c.JPEG", "val/n02/d.JPEG"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(b"x" * 10)
+    monkeypatch.chdir(tmp_path)
+
+    def content(spelling: str) -> str:
+        data._imagenet_fingerprint.cache_clear()  # computed once per process and root: as in a new process
+        return DataConfig("imagenet", root=spelling).identity()["content"]
+
+    base = content(str(root))
+    for spelling in ("imagenet", "./imagenet/", "imagenet/../imagenet"):
+        assert content(spelling) == base, spelling
+    (root / "val" / "n02" / "d.JPEG").write_bytes(b"x" * 11)  # one file changes size
+    resized = content(str(root))
+    (root / "train" / "n01" / "e.JPEG").write_bytes(b"x" * 10)  # one file added
+    added = content(str(root))
+    (root / "train" / "n01" / "e.JPEG").rename(root / "train" / "n02" / "e.JPEG")  # moved to another class
+    moved = content(str(root))
+    assert len({base, resized, added, moved}) == 4
+
+
 def test_imagenet_missing_folders(tmp_path):
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "train"))):
         load(DataConfig("imagenet", root=str(tmp_path)))
@@ -414,6 +500,21 @@ def test_ood_digits(digits):
     assert torch.unique(letters.flatten(1), dim=0).shape[0] > 600
     gauss = _raw(b, load_ood("gaussian", b, cfg, n=2000))
     assert gauss.min() >= -1e-4 and gauss.max() <= 16 + 1e-4 and abs(gauss.mean().item() - 8) < 0.05
+
+
+def test_ood_sets_enter_the_identity_by_content(monkeypatch):
+    cfg = DataConfig("digits")
+    sets = ("letters", "gaussian")
+    base = cfg.identity(sets)
+    assert set(base["ood_content"]) == set(sets) and "ood_content" not in cfg.identity()
+    assert base["ood_content"]["letters"] == "letters sha256 " + data._arrays_sha256((data._letters(),))
+    letters = data._letters().copy()
+    letters[0, 0, 0, 0] += 1  # one pixel of another font, say
+    monkeypatch.setattr(data, "_letters", lambda: letters)
+    assert cfg.identity(sets)["ood_content"]["letters"] != base["ood_content"]["letters"]
+    assert cfg.identity(sets)["ood_content"]["gaussian"] == base["ood_content"]["gaussian"]
+    monkeypatch.setattr(data, "_GAUSSIAN_STD", 0.3)  # the noise sets enter by their parameters
+    assert cfg.identity(sets)["ood_content"]["gaussian"] != base["ood_content"]["gaussian"]
 
 
 def test_ood_cifar10(fake_root):

@@ -129,8 +129,8 @@ def test_config_rejects_download_and_foreign_fingerprints(folder):
     root, _ = folder
     with pytest.raises(ValueError, match="download"):
         DataConfig("fashion_mnist", root=str(root), download=True)
-    with pytest.raises(ValueError, match="fingerprint is for fashion_mnist only"):
-        DataConfig("digits", fingerprint="0" * 64)
+    with pytest.raises(ValueError, match="fingerprint is for mnist1d, digits, fashion_mnist only"):
+        DataConfig("svhn", fingerprint="0" * 64)
     with pytest.raises(ValueError, match="SHA-256"):
         DataConfig("fashion_mnist", root=str(root), fingerprint="abc")
 
@@ -148,3 +148,21 @@ def test_ood_digits_and_gaussian(folder):
     assert raw[:, :, 4:24, 4:24].mean() > 0.1
     assert torch.equal(digits, load_ood("digits", b, cfg, n=50))
     assert load_ood("gaussian", b, cfg, n=8).shape == (8, 1, 28, 28)
+
+
+def test_digits_ood_set_enters_the_identity_by_content(folder, monkeypatch):
+    root, _ = folder
+    run = RunConfig(data=DataConfig("fashion_mnist", root=str(root))).with_({"eval.ood": ["digits"]})
+    without = run.with_({"eval.ood": []})
+    before = run.hash, without.hash
+    from sklearn import datasets
+
+    real = datasets.load_digits
+
+    def altered():
+        d = real()
+        d.data[0, 0] += 1
+        return d
+
+    monkeypatch.setattr(datasets, "load_digits", altered)
+    assert run.hash != before[0] and without.hash == before[1]  # the same configs, other digits

@@ -136,6 +136,68 @@ def test_checkpoint_of_another_run_or_epoch_or_width_is_refused(tmp_path, sentin
     assert not rb.finished() and not rw.finished()
 
 
+def _dense_and_ticket(**ticket) -> tuple[RunConfig, RunConfig]:
+    """A small MLP's dense run (optim.lr=0.1) and a lottery ticket whose dense pre-training it is."""
+    dense = tiny(**{"model.name": "mlp", "optim.lr": 0.1, "optim.epochs": 2})
+    lottery = dense.with_({"sparsity.method": "lottery", "sparsity.density": 0.2, **ticket})
+    assert train.pretraining_config(lottery) == dense
+    return dense, lottery
+
+
+def _refused(capsys, runs: Path, sentinel: Path, ticket: RunConfig, message: str) -> None:
+    """Training ``ticket`` (in this process and through the CLI) is refused with one line matching ``message`` that
+    says to retrain the dense run, and nothing in the store or the sentinel folder changes."""
+    before = snapshot(runs, sentinel)
+    with pytest.raises(StoreError, match=message) as refused:
+        train.run(ticket, root=runs)
+    assert len(str(refused.value).splitlines()) == 1
+    assert "remove the dense run's directory (rm -r " in str(refused.value)
+    sets = [f"{k}={v}" for k, v in (("model.name", "mlp"), ("optim.lr", 0.1), ("optim.epochs", 2),
+                                    ("sparsity.method", "lottery"), ("sparsity.density", 0.2),
+                                    ("sparsity.rewind_epoch", ticket.sparsity.rewind_epoch))]
+    assert re.search(message, error_line(capsys, ["train", "--root", str(runs), "--quiet", *tiny_args(*sets)]))
+    assert snapshot(runs, sentinel) == before
+
+
+def test_a_ticket_refuses_a_dense_pre_training_checkpoint_of_another_run(tmp_path, sentinel, capsys):
+    """The audit's reproduction: the lr=0.05 run's checkpoint copied into the lr=0.1 dense run's directory is not
+    taken as the dense pre-training of a lottery ticket drawn from the lr=0.1 run."""
+    runs = tmp_path / "runs"
+    dense, lottery = _dense_and_ticket()
+    other = dense.with_({"optim.lr": 0.05})
+    for cfg in (dense, other):
+        train.run(cfg, root=runs)
+    rd = RunDir(runs, dense.hash)
+    shutil.copy(RunDir(runs, other.hash).checkpoint, rd.checkpoint)
+    _refused(capsys, runs, sentinel, lottery,
+             f"{rd.checkpoint} cannot be used \\(it belongs to run {other.hash}, not {dense.hash}\\)")
+    ckpt = torch.load(RunDir(runs, other.hash).checkpoint, weights_only=True)
+    torch.save({**ckpt, "hash": dense.hash, "epoch": 1, "step": ckpt["step"] // 2}, rd.checkpoint)  # not its last
+    _refused(capsys, runs, sentinel, lottery, "checkpoint.pt cannot be used \\(its epoch 1 is not 2\\)")
+    assert not RunDir(runs, lottery.hash).path.exists()
+
+
+def test_a_ticket_refuses_rewind_weights_of_another_run_or_epoch_or_without_their_run(tmp_path, sentinel, capsys):
+    runs = tmp_path / "runs"
+    dense, lottery = _dense_and_ticket(**{"sparsity.rewind_epoch": 1})
+    other = dense.with_({"optim.lr": 0.05})
+    for cfg in (dense, other):
+        train.run(cfg, root=runs)
+    rd = RunDir(runs, dense.hash)
+    genuine = torch.load(rd.rewind_weights(1), weights_only=True)
+    assert (genuine["hash"], genuine["epoch"]) == (dense.hash, 1) and genuine["shapes"]
+    shutil.copy(RunDir(runs, other.hash).rewind_weights(1), rd.rewind_weights(1))
+    _refused(capsys, runs, sentinel, lottery,
+             f"weights_epoch1.pt cannot be used \\(it belongs to run {other.hash}, not {dense.hash}\\)")
+    shutil.copy(rd.rewind_weights(2), rd.rewind_weights(1))
+    _refused(capsys, runs, sentinel, lottery, "weights_epoch1.pt cannot be used \\(its epoch 2 is not 1\\)")
+    torch.save(genuine["model"], rd.rewind_weights(1))  # as rplib wrote it before rewind weights recorded their run
+    _refused(capsys, runs, sentinel, lottery,
+             "weights_epoch1.pt cannot be used \\(lacks model, epoch, step, hash, shapes\\)")
+    torch.save(genuine, rd.rewind_weights(1))
+    assert train.run(lottery, root=runs).metrics["density"] < 1  # the genuine file is taken
+
+
 # --------------------------------------------------------------------------- 3. safe config parsing
 
 
@@ -190,6 +252,31 @@ def test_diverged_run_is_never_a_result(tmp_path, sentinel):
     assert not rd.finished()
 
 
+@pytest.mark.parametrize("metric,message", [("val_loss", "its validation loss is nan after epoch 1"),
+                                            ("ood", "its ood.gaussian.auroc is not finite after epoch 1")])
+def test_a_non_finite_metric_ends_the_run_as_diverged(tmp_path, sentinel, monkeypatch, metric, message):
+    """A NaN validation loss (the training loss finite), or a NaN among the final metrics, ends the run with the
+    diverged run's one line, not with the JSON writer's refusal; no metrics.json or history.json is written."""
+    runs = tmp_path / "runs"
+    cfg = tiny(**{"data.val_fraction": 0.2})
+    if metric == "val_loss":
+        accuracy = train._Trainer.accuracy
+        monkeypatch.setattr(train._Trainer, "accuracy", lambda self, model, split: (
+            (0.5, float("nan")) if split == "val" else accuracy(self, model, split)))
+    else:
+        monkeypatch.setattr(train.revaluate, "evaluate", lambda *a, **k: {"ood": {"gaussian": {"auroc": float("nan")}}})
+    before = snapshot(sentinel)
+    with pytest.raises(train.TrainingError, match=f"run {cfg.hash} diverged: {message} "
+                                                  r"\(optim.lr=0.1\); nothing is stored as its result") as diverged:
+        train.run(cfg, root=runs)
+    assert len(str(diverged.value).splitlines()) == 1
+    rd = RunDir(runs, cfg.hash)
+    assert not rd.finished() and not rd.metrics.exists() and not rd.history.exists()
+    for f in rd.path.glob("*.json"):
+        read_json(f)  # strict: no NaN anywhere
+    assert snapshot(sentinel) == before
+
+
 @pytest.mark.parametrize("sets,message", [
     (["optim.gamma=-5"], "optim.gamma must be >= 0"),
     (["optim.batch_size=1000"], "optim.batch_size=1000 is larger than the 480 training examples of mnist1d: "
@@ -230,6 +317,25 @@ def test_edited_mnist1d_cache_is_regenerated_not_trusted(tmp_path):
     with np.load(path) as f:
         assert np.array_equal(f["x"], genuine[0]) and str(f["sha256"]) == data._arrays_sha256(genuine)
     data._mnist1d_arrays.cache_clear()
+
+
+def test_edited_mnist1d_cache_with_a_recomputed_digest_is_another_run_and_refused(tmp_path, sentinel, capsys):
+    genuine = tiny(**{"data.root": str(tmp_path / "genuine")})
+    (path,) = (tmp_path / "genuine" / "mnist1d").iterdir()
+    with np.load(path) as f:
+        arrays = {k: f[k].copy() for k in data._MNIST1D_KEYS}
+    arrays["x"][0, 0, 0] += 1.0  # one value edited, the digest recorded in the file recomputed to match
+    edited = tmp_path / "edited" / "mnist1d" / path.name
+    edited.parent.mkdir(parents=True)
+    np.savez(edited, **arrays, sha256=np.array(data._arrays_sha256(tuple(arrays.values()))))
+    assert tiny(**{"data.root": str(tmp_path / "edited")}).hash != genuine.hash
+    runs = tmp_path / "runs"
+    before = snapshot(runs, sentinel, edited.parent)
+    line = error_line(capsys, ["train", "--root", str(runs), "--quiet", *tiny_args(
+        f"data.root={tmp_path / 'edited'}", f"data.fingerprint={genuine.data.fingerprint}")])
+    for part in (str(edited), data._arrays_sha256(tuple(arrays.values()))[:12], genuine.data.fingerprint[:12]):
+        assert part in line, part
+    assert snapshot(runs, sentinel, edited.parent) == before  # nothing trained, nothing written
 
 
 def test_file_datasets_hash_by_their_content(tmp_path):
