@@ -80,8 +80,13 @@ class ChapterParams:
         a misspelt ``papermill -p`` name (which papermill only warns about) stops the notebook here. A grid
         of more than :data:`rplib.executors.LARGE_GRID` runs (``papermill -p seeds 10000``) is announced
         here, with its estimated hours, before the notebook builds it (:func:`rplib.chapters.announce_grid`).
+        The book's figure and table style (:func:`rplib.plotting.use_style`) applies from here on, so the regime
+        table a chapter shows next has whole cells.
         """
+        from ..plotting import use_style
         from . import announce_grid
+
+        use_style()
 
         values = {k: v for k, v in namespace.items()
                   if not k.startswith("_") and k not in _KERNEL_NAMES and not isinstance(v, ModuleType)}
