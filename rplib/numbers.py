@@ -6,8 +6,9 @@
 * :func:`interval` -- ``mean [low, high]``: three numbers in one unit share their decimals. A unit of
   :data:`UNIT_DECIMALS` sets them (every effect in points, accuracies in %, has one decimal, whatever its size:
   ``16.3 [15.1, 17.6]``, ``0.1 [-0.7, 0.9]``; ECE four: ``0.0045 [0.0029, 0.0060]``); otherwise they are chosen
-  so that the largest of the three keeps ``digits`` significant digits. An interval of no width (every seed
-  measured the same) is written ``2.2 (no spread)``, not ``2.2 [2.2, 2.2]``.
+  so that the largest of the three keeps ``digits`` significant digits. An interval narrower than those
+  decimals gets as many more as it takes to show it (``15.00 [14.98, 15.02]``, not ``15.0 [15.0, 15.0]``);
+  one of no width (every seed measured the same) is written ``2.2 (no spread)``.
 * :func:`cell` -- the float format of the book's tables (``pandas.options.display.float_format``).
 
 A missing value (NaN) is written as :data:`EMPTY`, an en dash, never as ``nan``: where there is nothing to show,
@@ -62,8 +63,9 @@ def interval(estimate: float, low: float, high: float, digits: int = 3, unit: st
     """``"mean [low, high]"`` in shared decimals: ``decimals``, else the ``unit``'s (:data:`UNIT_DECIMALS`), else
     those that leave the largest of the three ``digits`` significant digits.
 
-    Without an interval (``low``/``high`` NaN, e.g. a single seed) only the mean is written; an interval of no
-    width as ``mean (no spread)``; without a mean, :data:`EMPTY`.
+    Without an interval (``low``/``high`` NaN, e.g. a single seed) only the mean is written; an interval that
+    rounds to one number gets more decimals, one of no width reads ``mean (no spread)``; without a mean,
+    :data:`EMPTY`.
     """
     if not _finite(estimate):
         return EMPTY
@@ -74,6 +76,8 @@ def interval(estimate: float, low: float, high: float, digits: int = 3, unit: st
         decimals = _decimals(max(abs(float(estimate)), abs(float(low)), abs(float(high))), digits)
     if float(low) == float(high):
         return f"{fixed(estimate, decimals)} (no spread)"
+    while fixed(low, decimals) == fixed(high, decimals) and decimals < _MAX_DECIMALS:
+        decimals += 1  # an interval narrower than the unit's decimals shows with as many more as it takes
     return f"{fixed(estimate, decimals)} [{fixed(low, decimals)}, {fixed(high, decimals)}]"
 
 

@@ -37,6 +37,7 @@ def test_fixed_and_significant():
     ((0.00446, 0.00293, 0.00599), "ECE", "0.0045 [0.0029, 0.0060]"),
     ((0.5637, 0.467, 0.662), "Kendall tau", "0.56 [0.47, 0.66]"),
     ((2.2, 2.2, 2.2), "points", "2.2 (no spread)"),
+    ((15.0, 14.98, 15.02), "points", "15.00 [14.98, 15.02]"),
     ((88.0, math.nan, math.nan), "%", "88.0"),
 ])
 def test_a_units_numbers_share_its_decimals_and_an_interval_of_no_width_says_so(values, unit, text):
