@@ -1,6 +1,7 @@
 """How the book writes a number: one format for effects, intervals, densities and table cells.
 
-* :func:`fixed` -- a number to a fixed count of decimals; a value that rounds to zero is ``0``, never ``-0.000``.
+* :func:`fixed` -- a number to a fixed count of decimals; a value that rounds to zero has no sign: ``0.000``,
+  never ``-0.000``.
 * :func:`significant` -- a number to significant digits without trailing zeros: a density 0.01 is ``0.01``,
   not ``0.0100``.
 * :func:`interval` -- ``mean [low, high]``: three numbers in one unit share their decimals. A unit of
@@ -36,11 +37,12 @@ def _finite(x: float) -> bool:
 
 
 def fixed(x: float, decimals: int) -> str:
-    """``x`` with ``decimals`` decimals; ``0`` (no sign, no decimals) where it rounds to zero; :data:`EMPTY` for NaN."""
+    """``x`` with ``decimals`` decimals; without a sign where it rounds to zero (``0.0``, never ``-0.0``);
+    :data:`EMPTY` for NaN."""
     if not _finite(x):
         return EMPTY if x is None or math.isnan(float(x)) else str(float(x))
     text = f"{float(x):.{max(decimals, 0)}f}"
-    return "0" if float(text) == 0 else text
+    return text.lstrip("-") if float(text) == 0 else text
 
 
 def _decimals(magnitude: float, digits: int) -> int:

@@ -251,7 +251,7 @@ def _pct(v: float) -> str:
 
 def _signed(v: float) -> str:
     text = fixed(v, 2)
-    return text if text.startswith("-") or text == "0" else f"+{text}"
+    return text if text.startswith("-") or float(text) == 0 else f"+{text}"
 
 
 def spread_markdown(t: pd.DataFrame, samples: int = FRESH_SAMPLES) -> str:

@@ -652,4 +652,4 @@ def test_smoke_book_builds_and_renders(tmp_path: Path):
 def test_mean_ci_keeps_an_accuracys_interval_inside_its_range():
     """Two seeds far apart give a t-interval wider than an accuracy's range; the tables cut it at 0 and 100."""
     assert plotting.mean_ci([10.0, 35.8]) == "22.9 [-141.0, 186.8]"
-    assert plotting.mean_ci([10.0, 35.8], bounds=(0.0, 100.0)) == "22.9 [0, 100.0]"
+    assert plotting.mean_ci([10.0, 35.8], bounds=(0.0, 100.0)) == "22.9 [0.0, 100.0]"

@@ -89,7 +89,7 @@ def test_effects_per_setting_average_to_the_claim_effects():
     at = long.set_index(["claim", "density", "seed"]).effect
     assert at["drop_criteria_alike", 0.2, 0] == 1.0 and at["dst_beats_static", 0.05, 1] == 7.0
     table = ch.effect_table(_hand_frame(), P)
-    assert table.loc[("magnitude_best_low_density", "random", 0.05)].iloc[0] == "0 [-25.4, 25.4]"
+    assert table.loc[("magnitude_best_low_density", "random", 0.05)].iloc[0] == "0.0 [-25.4, 25.4]"
 
 
 def test_a_random_frame_matches_a_loop_over_seeds():

@@ -117,7 +117,7 @@ def test_verdict_sentence_writes_the_effect_in_the_books_one_number_format():
     calibration = decide(CLAIMS["sparse_matches_dense_calibration"], [0.001, 0.0026, 0.0042])
     assert verdict_sentence(calibration) == "**inconclusive** (0.0026 [-0.0014, 0.0066] ECE, n = 3)"
     one = Verdict("sparse_faster_at_005", -0.0004, math.nan, math.nan, 1, "inconclusive")
-    assert verdict_sentence(one) == "**inconclusive** (0 log ratio, n = 1)"  # one value: no interval
+    assert verdict_sentence(one) == "**inconclusive** (0.000 log ratio, n = 1)"  # one value: no interval
 
 
 def test_verdicts_page_table_is_the_registry():

@@ -16,7 +16,7 @@ from rplib.claims import Verdict, interval_text
     ((16.3, 15.1, 17.6), "16.3 [15.1, 17.6]"),
     ((0.00262, -0.00514, 0.0104), "0.0026 [-0.0051, 0.0104]"),
     ((0.673, 0.407, 0.939), "0.673 [0.407, 0.939]"),
-    ((-0.00001, -0.04, 0.04), "0 [-0.0400, 0.0400]"),
+    ((-0.00001, -0.04, 0.04), "0.0000 [-0.0400, 0.0400]"),
     ((0.58, math.nan, math.nan), "0.58"),
     ((math.nan, math.nan, math.nan), numbers.EMPTY),
 ])
@@ -25,7 +25,7 @@ def test_interval_shares_decimals_and_never_prints_negative_zero(values, text):
 
 
 def test_fixed_and_significant():
-    assert numbers.fixed(-0.0004, 3) == "0" and numbers.fixed(-0.0006, 3) == "-0.001"
+    assert numbers.fixed(-0.0004, 3) == "0.000" and numbers.fixed(-0.0006, 3) == "-0.001"
     assert [numbers.significant(d) for d in (0.01, 0.05, 0.5, 1.0, 60.0)] == ["0.01", "0.05", "0.5", "1", "60"]
     assert numbers.significant(-0.00004, 3) == "-0.00004" and numbers.significant(math.nan) == numbers.EMPTY
     assert numbers.cell(0.0093) == "0.0093" and numbers.cell(400480.0) == "400480"
@@ -55,9 +55,9 @@ def test_tables_show_whole_cells():
 
 
 def test_claims_write_verdicts_in_the_book_format():
-    assert interval_text(Verdict("c", -0.000001, -0.004, 0.004, 5, "agrees")) == "0 [-0.00400, 0.00400]"
+    assert interval_text(Verdict("c", -0.000001, -0.004, 0.004, 5, "agrees")) == "0.00000 [-0.00400, 0.00400]"
     assert interval_text(Verdict("sparse_matches_dense_calibration", -0.000001, -0.004, 0.004, 5, "agrees")) == \
-        "0 [-0.0040, 0.0040]"
+        "0.0000 [-0.0040, 0.0040]"
     assert interval_text(Verdict("c", 0.58, math.nan, math.nan, 1, "inconclusive")) == "0.58"
 
 
