@@ -1,5 +1,5 @@
-"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST (shared by the
-tests)."""
+"""Tiny dataset files in the real on-disk formats of CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST, and altered
+scikit-learn digits (shared by the tests)."""
 
 import gzip
 import pickle
@@ -94,3 +94,17 @@ def write_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 20, seed:
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
         out[split] = (x, y)
     return out
+
+
+def alter_digits(monkeypatch) -> None:
+    """Make scikit-learn's ``load_digits`` return the digits with one pixel changed: other data of the same shape."""
+    from sklearn import datasets
+
+    real = datasets.load_digits
+
+    def altered():
+        d = real()
+        d.data[0, 0] += 1
+        return d
+
+    monkeypatch.setattr(datasets, "load_digits", altered)

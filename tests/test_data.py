@@ -13,7 +13,7 @@ from PIL import Image
 from rplib import RunConfig, data
 from rplib.data import CORRUPTIONS, DATASETS, OOD_SETS, DataConfig, corrupt, load, load_ood
 
-from fakedata import write_cifar10, write_cifar100, write_svhn, write_svhn_mat
+from fakedata import alter_digits, write_cifar10, write_cifar100, write_svhn, write_svhn_mat
 
 N_MNIST1D = 300  # small generated MNIST-1D: 240 train, 60 test
 
@@ -178,16 +178,7 @@ def test_fingerprint_is_only_for_datasets_that_take_one():
 def test_digits_fingerprint_is_the_arrays_content(monkeypatch):
     genuine = RunConfig().with_({"data.name": "digits"})
     assert genuine.data.fingerprint == data._arrays_sha256(data._digits_arrays())
-    from sklearn import datasets
-
-    real = datasets.load_digits
-
-    def altered():
-        d = real()
-        d.data[0, 0] += 1
-        return d
-
-    monkeypatch.setattr(datasets, "load_digits", altered)
+    alter_digits(monkeypatch)
     other = RunConfig().with_({"data.name": "digits"})
     assert other.data.fingerprint != genuine.data.fingerprint and other.hash != genuine.hash
     with pytest.raises(ValueError, match=f"digits arrays of scikit-learn .* {other.data.fingerprint[:12]}.*"

@@ -12,7 +12,7 @@ import torch
 from rplib import RunConfig, data
 from rplib.data import DataConfig, load, load_ood
 
-from fakedata import write_fashion_mnist, write_idx
+from fakedata import alter_digits, write_fashion_mnist, write_idx
 
 N_TRAIN, N_TEST = 40, 20
 
@@ -155,14 +155,5 @@ def test_digits_ood_set_enters_the_identity_by_content(folder, monkeypatch):
     run = RunConfig(data=DataConfig("fashion_mnist", root=str(root))).with_({"eval.ood": ["digits"]})
     without = run.with_({"eval.ood": []})
     before = run.hash, without.hash
-    from sklearn import datasets
-
-    real = datasets.load_digits
-
-    def altered():
-        d = real()
-        d.data[0, 0] += 1
-        return d
-
-    monkeypatch.setattr(datasets, "load_digits", altered)
+    alter_digits(monkeypatch)
     assert run.hash != before[0] and without.hash == before[1]  # the same configs, other digits
