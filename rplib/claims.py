@@ -65,8 +65,8 @@ __all__ = ["Claim", "Verdict", "CLAIMS", "CLAIMS_V1", "RULE_VERSION", "KINDS", "
            "GLUE_NAME", "HELD_OUT_GLUE_NAME", "mean_interval", "one_sided_p", "holm", "interval_text", "decide",
            "decide_cases", "family_adjusted", "cases_note", "paired", "mean_over_cases", "best_level",
            "median_levels", "held_out_picks", "held_out_mean", "held_out_check", "held_out_summary",
-           "publish_held_out", "read_held_out", "verdict_table", "verdict_reason", "verdict_sentence", "publish", "read_published",
-           "rule_text", "rules_markdown", "NOT_TESTED"]
+           "publish_held_out", "read_held_out", "verdict_table", "verdict_reason", "verdict_sentence", "publish",
+           "read_published", "rule_text", "rules_markdown", "NOT_TESTED"]
 
 GLUE_NAME = "verdicts"  # the glued JSON list of a chapter's verdicts, read back by the findings page
 HELD_OUT_GLUE_NAME = "held_out_verdicts"  # the glued JSON verdicts of publish_held_out, read back there too

@@ -289,13 +289,16 @@ def length_table(length: pd.DataFrame, factor: int = LENGTH_FACTOR) -> pd.DataFr
     """:func:`length_check` per network: the seeds, test accuracy (%) at the chapter's epochs and at ``factor``
     times as many, mean [95% CI] over seeds (intersected with the range of an accuracy), and the gain in points
     (its mean above :data:`LENGTH_TOLERANCE`: short of convergence)."""
+    def accuracy(values: pd.Series) -> str:
+        return interval(*mean_interval(values, (0.0, 100.0)), unit="%")
+
     rows, gains = [], length_gains(length)
     for name, g in length.groupby("network", sort=False):
         gain = gains[name]
         epochs = int(g["epochs"].iloc[0])
         rows.append({"network": name, "seeds": len(g),
-                     f"accuracy, {epochs} epochs": interval(*mean_interval(g["acc"], (0.0, 100.0)), unit="%"),
-                     f"accuracy, {factor * epochs} epochs": interval(*mean_interval(g["longer"], (0.0, 100.0)), unit="%"),
+                     f"accuracy, {epochs} epochs": accuracy(g["acc"]),
+                     f"accuracy, {factor * epochs} epochs": accuracy(g["longer"]),
                      "gain (points)": interval(*gain, unit="points"),
                      f"gain within {LENGTH_TOLERANCE:g} point": "yes" if gain[0] <= LENGTH_TOLERANCE else "no"})
     return pd.DataFrame(rows).set_index("network")

@@ -158,4 +158,5 @@ def test_images_part_builds_before_and_after_the_profile_runs(tmp_path):
     assert "{numref}`images-fig-x` shows x; see {doc}`/book/b`." in nb.cells[0].source
     assert book.into_part(nb, "images", tmp_path) == nb and "images-images-" not in json.dumps(nb)  # idempotent
     assert 'href="../b.html"' in page
-    assert re.search(r"Fig\. 2\.1\b", page), "the part's figure is not numbered in its chapter (2: after the regime page)"
+    assert re.search(r"Fig\. 2\.1\b", page), "the part's figure is not numbered in its chapter (2, after the regime " \
+                                               "page)"
